@@ -1,0 +1,46 @@
+# Virtual Router services. `make demo` and `make test` install what they need
+# (Debian packages, Go modules) and work as root on a fresh Debian 12 machine.
+
+SERVICES := one-router4 one-nat4 one-sdnat4 one-lvs one-haproxy one-dns one-dhcp4v2 one-failover one-wg
+GO       ?= go
+GOFLAGS  := -trimpath
+LDFLAGS  := -s -w
+FUZZTIME ?= 10s
+# Tests run as root include the kernel and end-to-end tests.
+TESTFLAGS ?= -count=1 -timeout 40m
+
+.PHONY: all build deps test unit fuzz bench demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(SERVICES))
+	CGO_ENABLED=0 $(GO) build -o bin/lab/ ./tests/nettool ./tests/vrlab ./tests/vrbench
+
+# Debian packages (root only; skipped when present) and Go modules.
+deps:
+	@if [ "$$(id -u)" = 0 ]; then ./scripts/install-deps.sh; else echo "deps: not root, skipping Debian packages (kernel tests will skip)"; fi
+	$(GO) mod download
+
+# Every level of the test ladder: vet, unit, golden, fakes, kernel and
+# end-to-end (as root), then a short run of every fuzz target.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Unit, golden and fake-backed tests only (no root needed).
+unit:
+	$(GO) test -short ./pkg/... ./services/...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+bench: deps build
+	./bin/lab/vrbench
+
+demo: deps build
+	./bin/lab/vrlab demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,128 @@
+// Package cli is the command line shared by every one-* binary: the verbs
+// (install, configure, start, stop, render, status), the flags (--env-file,
+// --root, --log-file, --debug), the render format (`### <target>` headers)
+// and the exit codes (0 ok, 1 runtime failure, 2 invalid context or usage,
+// 3 drift found by status). A binary's main builds its Service and calls Main.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/hypercx/vrouter/pkg/fsroot"
+	"github.com/hypercx/vrouter/pkg/netfilter"
+	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/sysctl"
+)
+
+// Kind is oneshot (start applies and returns) or daemon (start runs in the
+// foreground until stopped).
+type Kind string
+
+const (
+	Oneshot Kind = "oneshot"
+	Daemon  Kind = "daemon"
+)
+
+// Var documents a context variable a service reads (for --help and README).
+type Var struct {
+	Name, Default, Help string
+}
+
+// Info describes a service.
+type Info struct {
+	Name    string // "one-nat4"
+	Summary string // one line
+	// Description is the longer text of --help.
+	Description string
+	Kind        Kind
+	// Scripts are the OpenRC scripts (names in the services package) that
+	// `install` writes to /etc/init.d.
+	Scripts []string
+	Vars    []Var
+}
+
+// Artefact is one thing render prints: a file by its absolute path,
+// "iptables:<table>", "sysctl", "addr:<dev>".
+type Artefact struct {
+	Target string
+	Body   []byte
+}
+
+// Report is what status finds.
+type Report struct {
+	Service   string   `json:"service"`
+	Enabled   bool     `json:"enabled"`
+	Applied   bool     `json:"applied"`
+	Drift     []string `json:"drift,omitempty"`
+	Details   []string `json:"details,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
+}
+
+// Service is one feature of the router. Every method gets the runtime with
+// the context already loaded; errors that are *onecontext.VarError exit 2.
+type Service interface {
+	Info() Info
+	// Configure renders static configuration on every (re)contextualization.
+	Configure(ctx context.Context, rt *Runtime) error
+	// Start applies the context (oneshot) or runs until ctx ends (daemon).
+	Start(ctx context.Context, rt *Runtime) error
+	// Stop tears down what the service applied; idempotent, and fine on a
+	// system where nothing was applied.
+	Stop(ctx context.Context, rt *Runtime) error
+	// Render returns what Start would apply, without side effects.
+	Render(ctx context.Context, rt *Runtime) ([]Artefact, error)
+	// Status compares the live state with the desired one.
+	Status(ctx context.Context, rt *Runtime) (Report, error)
+}
+
+// Installer is implemented by services that need more than their binary and
+// init scripts at image build time.
+type Installer interface {
+	Install(ctx context.Context, rt *Runtime) error
+}
+
+// Runtime is what a verb works with: the context, the filesystem root, the
+// logger and the seams to the system. Tests build it with fakes.
+type Runtime struct {
+	Env    onecontext.Env
+	Root   fsroot.Root
+	Log    *slog.Logger
+	Stdout io.Writer
+	// Seams to the system.
+	Netfilter *netfilter.Applier
+	Sysctl    sysctl.Interface
+}
+
+// DriftError is returned by status when the live state differs (exit 3).
+type DriftError struct{ Items []string }
+
+func (e *DriftError) Error() string { return fmt.Sprintf("%d differences between live and desired state", len(e.Items)) }
+
+// UsageError is a wrong command line (exit 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// NotImplemented is a service that exists as a binary but whose verbs all
+// fail with a plain message (exit 1).
+type NotImplemented struct{ Desc Info }
+
+func (n NotImplemented) Info() Info { return n.Desc }
+
+func (n NotImplemented) err(verb string) error {
+	return fmt.Errorf("%s %s: not implemented yet", n.Desc.Name, verb)
+}
+
+func (n NotImplemented) Configure(context.Context, *Runtime) error { return n.err("configure") }
+func (n NotImplemented) Start(context.Context, *Runtime) error     { return n.err("start") }
+func (n NotImplemented) Stop(context.Context, *Runtime) error      { return n.err("stop") }
+func (n NotImplemented) Render(context.Context, *Runtime) ([]Artefact, error) {
+	return nil, n.err("render")
+}
+func (n NotImplemented) Status(context.Context, *Runtime) (Report, error) {
+	return Report{}, n.err("status")
+}
+func (n NotImplemented) Install(context.Context, *Runtime) error { return n.err("install") }

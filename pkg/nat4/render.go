@@ -1,0 +1,69 @@
+package nat4
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/hypercx/vrouter/pkg/netfilter"
+)
+
+// Owner and chains, named as the user guide shows them.
+const (
+	Owner     = "one-nat4"
+	ChainMASQ = "NAT4-MASQ"
+	ChainDNAT = "NAT4-DNAT"
+)
+
+// Skeleton is the ruleset with every chain NAT4 owns, empty: what stop removes.
+func Skeleton() netfilter.Ruleset {
+	return netfilter.Ruleset{
+		Owner: Owner,
+		Tables: []netfilter.Table{{Name: "nat", Chains: []netfilter.Chain{
+			{Name: ChainDNAT}, {Name: ChainMASQ},
+		}}},
+		Jumps: []netfilter.Jump{
+			{Table: "nat", From: "PREROUTING", To: ChainDNAT},
+			{Table: "nat", From: "POSTROUTING", To: ChainMASQ},
+		},
+	}
+}
+
+// Render builds the NAT4 ruleset. Rules are written exactly as iptables-save
+// prints them, so an unchanged context is recognised and not re-applied.
+func Render(s Spec) netfilter.Ruleset {
+	rs := Skeleton()
+	chains := rs.Tables[0].Chains
+	dnat, masq := &chains[0], &chains[1]
+	if len(s.Forwards) > 0 {
+		// Port forwards never apply to traffic entering a management NIC.
+		for _, m := range s.Management {
+			dnat.Rules = append(dnat.Rules, "-i "+m+" -j RETURN")
+		}
+	}
+	for _, pf := range s.Forwards {
+		for _, proto := range []string{"tcp", "udp"} {
+			dnat.Rules = append(dnat.Rules, dnatRule(pf, proto))
+		}
+	}
+	for _, h := range s.Hairpins {
+		masq.Rules = append(masq.Rules, fmt.Sprintf("-s %s -o %s -m conntrack --ctstate DNAT -j MASQUERADE", h.Subnet, h.NIC))
+	}
+	for _, n := range s.Out {
+		masq.Rules = append(masq.Rules, "-o "+n+" -j MASQUERADE")
+	}
+	return rs
+}
+
+func dnatRule(pf PortForward, proto string) string {
+	to := pf.ToAddr.String()
+	if pf.ToPort != 0 {
+		to += ":" + strconv.Itoa(int(pf.ToPort))
+	}
+	port := strconv.Itoa(int(pf.Port))
+	if pf.Addr.IsValid() {
+		return "-d " + pf.Addr.String() + "/32 -p " + proto + " -m " + proto + " --dport " + port + " -j DNAT --to-destination " + to
+	}
+	// Without old_dest: only traffic addressed to the router itself, never
+	// traffic passing through to other hosts.
+	return "-p " + proto + " -m addrtype --dst-type LOCAL -m " + proto + " --dport " + port + " -j DNAT --to-destination " + to
+}

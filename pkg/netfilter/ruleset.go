@@ -1,0 +1,232 @@
+// Package netfilter applies iptables rules atomically, in chains a service
+// owns. Each apply sends one `iptables-restore --noflush -w` payload per
+// table that declares the owned chains whose content changed (`:CHAIN - [0:0]`
+// flushes and refills a chain in the same transaction), then ensures one jump
+// from each built-in chain with go-iptables. Teardown removes the jumps first
+// and then the chains. Nothing outside the owned chains is ever touched.
+package netfilter
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Ruleset is everything one service owns in netfilter.
+type Ruleset struct {
+	// Owner is written as the comment of every jump ("one-nat4").
+	Owner string
+	// Tables declare every chain the owner has, each with its full content;
+	// an owned chain with no rules is declared empty.
+	Tables []Table
+	// Jumps hook owned chains into built-in chains.
+	Jumps []Jump
+	// Retired are chains this owner may have created before (another mode,
+	// an older version); they are removed when present.
+	Retired []ChainRef
+}
+
+// Table holds the owned chains of one table ("nat", "filter", "mangle", "raw").
+type Table struct {
+	Name   string
+	Chains []Chain
+}
+
+// Chain is an owned chain and its rules, each a rule specification without
+// the leading "-A CHAIN", written exactly as iptables-save prints it (so the
+// live state can be compared with the desired one).
+type Chain struct {
+	Name  string
+	Rules []string
+}
+
+// Jump hooks an owned chain into a built-in one.
+type Jump struct {
+	Table string
+	From  string // built-in chain: PREROUTING, POSTROUTING, ...
+	To    string // owned chain
+	First bool   // insert at position 1 instead of appending
+}
+
+// ChainRef names a chain in a table.
+type ChainRef struct{ Table, Chain string }
+
+// Spec returns the rule specification of the jump, as iptables-save prints it.
+func (j Jump) Spec(owner string) []string {
+	return []string{"-m", "comment", "--comment", owner, "-j", j.To}
+}
+
+// Owned lists every chain the ruleset owns, retired ones included.
+func (rs Ruleset) Owned() []ChainRef {
+	var out []ChainRef
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			out = append(out, ChainRef{t.Name, c.Name})
+		}
+	}
+	return append(out, rs.Retired...)
+}
+
+// RuleCount is the number of rules in owned chains.
+func (rs Ruleset) RuleCount() int {
+	n := 0
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			n += len(c.Rules)
+		}
+	}
+	return n
+}
+
+var chainName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,27}$`)
+
+// builtinTargets are the targets that are not chains.
+var builtinTargets = map[string]bool{
+	"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "QUEUE": true, "NFQUEUE": true,
+	"DNAT": true, "SNAT": true, "MASQUERADE": true, "REDIRECT": true, "NETMAP": true,
+	"MARK": true, "CONNMARK": true, "LOG": true, "NFLOG": true, "CT": true, "NOTRACK": true,
+	"TPROXY": true, "TCPMSS": true, "CLASSIFY": true, "DSCP": true, "TOS": true, "TTL": true, "HMARK": true,
+	"CHECKSUM": true, "TRACE": true, "SET": true, "AUDIT": true, "CONNSECMARK": true, "SECMARK": true,
+}
+
+// Validate checks what iptables-restore on the nf_tables backend would let
+// through: names, rules that would break the payload, jumps to chains that do
+// not exist. Render calls it so a bad ruleset never reaches the kernel.
+func (rs Ruleset) Validate() error {
+	if strings.ContainsAny(rs.Owner, " \t\n\"") || rs.Owner == "" {
+		return fmt.Errorf("owner %q must be one word", rs.Owner)
+	}
+	declared := map[ChainRef]bool{}
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			if !chainName.MatchString(c.Name) {
+				return fmt.Errorf("chain name %q is not valid", c.Name)
+			}
+			if declared[ChainRef{t.Name, c.Name}] {
+				return fmt.Errorf("chain %s declared twice in table %s", c.Name, t.Name)
+			}
+			declared[ChainRef{t.Name, c.Name}] = true
+		}
+	}
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if strings.ContainsAny(r, "\n\r\x00") {
+					return fmt.Errorf("chain %s: rule %q contains a line break", c.Name, r)
+				}
+				if tgt := Target(r); tgt != "" && !builtinTargets[tgt] && !declared[ChainRef{t.Name, tgt}] {
+					return fmt.Errorf("chain %s: rule %q jumps to %s, which is not declared in table %s", c.Name, r, tgt, t.Name)
+				}
+			}
+		}
+	}
+	for _, j := range rs.Jumps {
+		if !declared[ChainRef{j.Table, j.To}] {
+			return fmt.Errorf("jump from %s to undeclared chain %s in table %s", j.From, j.To, j.Table)
+		}
+	}
+	return nil
+}
+
+// Target returns the -j/-g target of a rule specification, "" if none. It
+// does not allocate: Validate and ParseSave call it for every rule.
+func Target(rule string) string {
+	for end := len(rule); end > 0; {
+		i := strings.LastIndex(rule[:end], " -")
+		start := i + 1
+		if i < 0 {
+			start = 0
+		}
+		rest := rule[start:]
+		for _, flag := range [...]string{"-j ", "-g ", "--jump ", "--goto "} {
+			if strings.HasPrefix(rest, flag) {
+				t := rest[len(flag):]
+				if sp := strings.IndexByte(t, ' '); sp >= 0 {
+					t = t[:sp]
+				}
+				return strings.Trim(t, `"`)
+			}
+		}
+		if i < 0 {
+			return ""
+		}
+		end = i
+	}
+	return ""
+}
+
+// Fields splits a rule specification as iptables-save quotes it: blanks
+// separate words, double quotes group them, backslash escapes inside quotes.
+func Fields(s string) []string {
+	var out []string
+	var b strings.Builder
+	in, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case !quoted && (c == ' ' || c == '\t'):
+			if in {
+				out = append(out, b.String())
+				b.Reset()
+				in = false
+			}
+		default:
+			b.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// Payload renders the iptables-restore text that replaces the given chains
+// of one table (every chain of t when only is nil).
+func Payload(t Table, only map[string]bool) []byte {
+	var b strings.Builder
+	b.WriteString("*" + t.Name + "\n")
+	for _, c := range t.Chains {
+		if only == nil || only[c.Name] {
+			b.WriteString(":" + c.Name + " - [0:0]\n")
+		}
+	}
+	for _, c := range t.Chains {
+		if only != nil && !only[c.Name] {
+			continue
+		}
+		for _, r := range c.Rules {
+			b.WriteString("-A " + c.Name + " " + r + "\n")
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return []byte(b.String())
+}
+
+// Render prints the rulesets' payloads by table, for `render`: every owned
+// chain declared and filled, followed by the jumps as comments, since they
+// are ensured separately.
+func Render(rs Ruleset) map[string][]byte {
+	out := map[string][]byte{}
+	for _, t := range rs.Tables {
+		p := string(Payload(t, nil))
+		var jumps strings.Builder
+		for _, j := range rs.Jumps {
+			if j.Table == t.Name {
+				pos := "appended to"
+				if j.First {
+					pos = "inserted first in"
+				}
+				fmt.Fprintf(&jumps, "# jump %s: -A %s %s\n", pos, j.From, strings.Join(j.Spec(rs.Owner), " "))
+			}
+		}
+		out[t.Name] = []byte(p + jumps.String())
+	}
+	return out
+}

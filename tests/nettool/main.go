@@ -1,0 +1,191 @@
+// Command nettool is the lab's traffic helper: a TCP/UDP server that answers
+// every connection or datagram with what it saw ("peer=<addr:port>
+// local=<addr:port> name=<name>"), and a client that prints that answer. Tests
+// read the answer to see which address a NAT produced.
+//
+//	nettool serve [--tcp ADDR]... [--udp ADDR]... [--name NAME] [--hold]
+//	nettool probe tcp|udp ADDR [--timeout D]
+//	nettool hold ADDR [--interval D] [--duration D]   (a long-lived TCP connection)
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold ...")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "probe":
+		err = probe(os.Args[2:])
+	case "hold":
+		err = hold(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nettool:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	var tcps, udps list
+	fs.Var(&tcps, "tcp", "TCP address to listen on (repeatable)")
+	fs.Var(&udps, "udp", "UDP address to listen on (repeatable)")
+	name := fs.String("name", "", "name included in every answer")
+	_ = fs.Parse(args)
+	for _, a := range tcps {
+		l, err := net.Listen("tcp4", a)
+		if err != nil {
+			return err
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go answerTCP(c, *name)
+			}
+		}()
+	}
+	for _, a := range udps {
+		pc, err := net.ListenPacket("udp4", a)
+		if err != nil {
+			return err
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_ = n
+				fmt.Fprintf(pcWriter{pc, from}, "peer=%s local=%s name=%s\n", from, a, *name)
+			}
+		}()
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+type pcWriter struct {
+	pc net.PacketConn
+	to net.Addr
+}
+
+func (w pcWriter) Write(b []byte) (int, error) { return w.pc.WriteTo(b, w.to) }
+
+// answerTCP writes the greeting, then echoes lines (for long-lived tests).
+func answerTCP(c net.Conn, name string) {
+	defer c.Close()
+	fmt.Fprintf(c, "peer=%s local=%s name=%s\n", c.RemoteAddr(), c.LocalAddr(), name)
+	_, _ = io.Copy(c, c)
+}
+
+func probe(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("usage: probe tcp|udp ADDR [--timeout D]")
+	}
+	proto, addr := args[0], args[1]
+	fs := flag.NewFlagSet("probe", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 2*time.Second, "give up after")
+	_ = fs.Parse(args[2:])
+	deadline := time.Now().Add(*timeout)
+	switch proto {
+	case "tcp":
+		c, err := net.DialTimeout("tcp4", addr, *timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(deadline)
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		fmt.Print(line)
+	case "udp":
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 2048)
+		// Retry the datagram a few times within the timeout.
+		for time.Now().Before(deadline) {
+			if _, err := c.Write([]byte("probe\n")); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, err := c.Read(buf)
+			if err == nil {
+				fmt.Print(string(buf[:n]))
+				return nil
+			}
+		}
+		return fmt.Errorf("no UDP answer from %s within %v", addr, *timeout)
+	default:
+		return fmt.Errorf("unknown protocol %q", proto)
+	}
+	return nil
+}
+
+// hold keeps one TCP connection open, sending a line every interval and
+// expecting it echoed; it prints one line per round trip and fails on the
+// first lost one.
+func hold(args []string) error {
+	if len(args) < 1 {
+		return fmt.Errorf("usage: hold ADDR [--interval D] [--duration D]")
+	}
+	fs := flag.NewFlagSet("hold", flag.ExitOnError)
+	interval := fs.Duration("interval", 200*time.Millisecond, "time between round trips")
+	duration := fs.Duration("duration", 30*time.Second, "total time")
+	timeout := fs.Duration("timeout", 10*time.Second, "longest tolerated round trip")
+	_ = fs.Parse(args[1:])
+	c, err := net.DialTimeout("tcp4", args[0], 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		return err
+	}
+	fmt.Println("connected")
+	end := time.Now().Add(*duration)
+	for i := 0; time.Now().Before(end); i++ {
+		_ = c.SetDeadline(time.Now().Add(*timeout))
+		msg := fmt.Sprintf("ping %d\n", i)
+		if _, err := io.WriteString(c, msg); err != nil {
+			return fmt.Errorf("round trip %d: %w", i, err)
+		}
+		got, err := r.ReadString('\n')
+		if err != nil || got != msg {
+			return fmt.Errorf("round trip %d: %q %v", i, got, err)
+		}
+		fmt.Printf("ok %d\n", i)
+		time.Sleep(*interval)
+	}
+	return nil
+}
