@@ -5,15 +5,18 @@ package services
 import (
 	"embed"
 	"fmt"
+	"strings"
 )
 
-//go:embed one-*
+// Every file of this directory but this one is an OpenRC script.
+//
+//go:embed *
 var scripts embed.FS
 
 // Script returns the OpenRC script called name.
 func Script(name string) ([]byte, error) {
 	b, err := scripts.ReadFile(name)
-	if err != nil {
+	if err != nil || strings.HasSuffix(name, ".go") {
 		return nil, fmt.Errorf("no OpenRC script %q in this build", name)
 	}
 	return b, nil
@@ -24,7 +27,9 @@ func Names() []string {
 	ents, _ := scripts.ReadDir(".")
 	var out []string
 	for _, e := range ents {
-		out = append(out, e.Name())
+		if !strings.HasSuffix(e.Name(), ".go") {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }

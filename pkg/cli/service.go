@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/netfilter"
@@ -126,3 +127,11 @@ func (n NotImplemented) Status(context.Context, *Runtime) (Report, error) {
 	return Report{}, n.err("status")
 }
 func (n NotImplemented) Install(context.Context, *Runtime) error { return n.err("install") }
+
+// List joins names for status details, "none" when there are none.
+func List(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, " ")
+}

@@ -106,13 +106,6 @@ func (Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error) 
 		return cli.Report{}, err
 	}
 	rep.Drift = drift
-	rep.Details = append(rep.Details, fmt.Sprintf("masquerade out of: %s; port forwards: %d", orNone(spec.Out), len(spec.Forwards)))
+	rep.Details = append(rep.Details, fmt.Sprintf("masquerade out of: %s; port forwards: %d", cli.List(spec.Out), len(spec.Forwards)))
 	return rep, nil
-}
-
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, " ")
 }

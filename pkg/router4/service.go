@@ -96,13 +96,6 @@ func (Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error) 
 	for _, m := range missing {
 		rep.Details = append(rep.Details, "not present in the kernel: "+m)
 	}
-	rep.Details = append(rep.Details, "forwarding: "+orNone(spec.Forward), "off: "+orNone(spec.Off), "untouched (management): "+orNone(spec.Management))
+	rep.Details = append(rep.Details, "forwarding: "+cli.List(spec.Forward), "off: "+cli.List(spec.Off), "untouched (management): "+cli.List(spec.Management))
 	return rep, nil
-}
-
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, " ")
 }

@@ -12,6 +12,12 @@ import (
 	"github.com/hypercx/vrouter/tests/lab"
 )
 
+// steps run in order; each feature adds its own (a step_<feature>.go file
+// and one line here).
+var steps = []func(*world, *report) error{
+	stepRouterNAT,
+}
+
 // world is the demo network.
 type world struct {
 	lab    *lab.Lab
@@ -84,7 +90,6 @@ func demo(verbose bool) (bool, error) {
 		return false, err
 	}
 	r := &report{}
-	steps := []func(*world, *report) error{stepRouterNAT}
 	for _, s := range steps {
 		if err := s(w, r); err != nil && verbose {
 			fmt.Println(err)
