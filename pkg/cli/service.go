@@ -100,7 +100,9 @@ type Runtime struct {
 // DriftError is returned by status when the live state differs (exit 3).
 type DriftError struct{ Items []string }
 
-func (e *DriftError) Error() string { return fmt.Sprintf("%d differences between live and desired state", len(e.Items)) }
+func (e *DriftError) Error() string {
+	return fmt.Sprintf("%d differences between live and desired state", len(e.Items))
+}
 
 // UsageError is a wrong command line (exit 2).
 type UsageError struct{ Msg string }

@@ -87,4 +87,3 @@ func Render(t *testing.T, svc cli.Service, env onecontext.Env) []byte {
 	}
 	return out.Bytes()
 }
-

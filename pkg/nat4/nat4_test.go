@@ -178,4 +178,3 @@ func TestManyForwardsOneTransaction(t *testing.T) {
 		t.Fatalf("%d DNAT rules", len(dnat))
 	}
 }
-
