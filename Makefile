@@ -15,7 +15,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(SERVICES))
-	CGO_ENABLED=0 $(GO) build -o bin/lab/ ./tests/nettool ./tests/vrlab ./tests/vrbench
+	CGO_ENABLED=0 $(GO) build -o bin/lab/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./tests/...)
 
 # Debian packages (root only; skipped when present) and Go modules.
 deps:

@@ -67,27 +67,63 @@ func Bin(name string) string {
 	return filepath.Join(RepoRoot(), "bin", "lab", name)
 }
 
-// Build compiles the nine services into bin/ and the lab tools into bin/lab/
-// (fast when nothing changed).
+// Build compiles the nine services into bin/ and the lab tools (every main
+// package under tests/) into bin/lab/. Several test processes may build at
+// once: each builds into its own directory and renames the binaries into
+// place, so nobody ever runs a half-written one.
 func Build() error {
 	root := RepoRoot()
-	for _, b := range [][]string{
-		{"build", "-trimpath", "-o", filepath.Join(root, "bin") + "/", "./cmd/..."},
-		{"build", "-o", filepath.Join(root, "bin", "lab") + "/", "./tests/nettool", "./tests/onegatesim"},
+	tmp, err := os.MkdirTemp(filepath.Join(root), ".build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	tools, err := labTools(root)
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		dir  string
+		args []string
+	}{
+		{"bin", []string{"build", "-trimpath", "-o", filepath.Join(tmp, "bin") + "/", "./cmd/..."}},
+		{"bin/lab", append([]string{"build", "-o", filepath.Join(tmp, "bin/lab") + "/"}, tools...)},
 	} {
-		if b[len(b)-1] == "./tests/onegatesim" {
-			if _, err := os.Stat(filepath.Join(root, "tests", "onegatesim")); err != nil {
-				b = b[:len(b)-1]
-			}
-		}
-		cmd := exec.Command("go", b...)
+		cmd := exec.Command("go", b.args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go %s: %v\n%s", strings.Join(b, " "), err, out)
+			return fmt.Errorf("go %s: %v\n%s", strings.Join(b.args, " "), err, out)
+		}
+		if err := os.MkdirAll(filepath.Join(root, b.dir), 0o755); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(tmp, b.dir))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				continue
+			}
+			if err := os.Rename(filepath.Join(tmp, b.dir, e.Name()), filepath.Join(root, b.dir, e.Name())); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// labTools lists the main packages under tests/ (nettool, the OneGate
+// simulator, the demo, the benchmarks, ...).
+func labTools(root string) ([]string, error) {
+	cmd := exec.Command("go", "list", "-f", "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}", "./tests/...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing lab tools: %w", err)
+	}
+	return strings.Fields(string(out)), nil
 }
 
 // CanRun reports why the lab cannot run on this machine ("" when it can).
