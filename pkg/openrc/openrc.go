@@ -1,0 +1,177 @@
+// Package openrc is the service-manager seam: it starts, stops and queries
+// the appliance's OpenRC services through rc-service (argv only, never a
+// shell), and offers a stateful fake for tests. one-failover starts and stops
+// the data-plane services through it; a one-* service manages its
+// counterpart daemon (haproxy, unbound, keepalived) through it.
+package openrc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/hypercx/vrouter/pkg/fsroot"
+)
+
+// State of a service as OpenRC reports it.
+type State string
+
+const (
+	Started  State = "started"
+	Stopped  State = "stopped"
+	Starting State = "starting"
+	Stopping State = "stopping"
+	Crashed  State = "crashed"
+	Inactive State = "inactive"
+	// Missing: no init script is installed for the service.
+	Missing State = "missing"
+	Unknown State = "unknown"
+)
+
+// Services is what callers need of the service manager.
+type Services interface {
+	// Run runs `rc-service <name> <verb>` (start, stop, restart, reload,
+	// or any extra command of the script).
+	Run(ctx context.Context, name, verb string, flags ...string) error
+	// Status reports the state of a service.
+	Status(ctx context.Context, name string) (State, error)
+	// Installed reports whether an init script exists for name.
+	Installed(name string) bool
+}
+
+// RC is the real OpenRC, with init scripts under Root/etc/init.d.
+type RC struct {
+	Root fsroot.Root
+	// Command is the rc-service binary ("rc-service" when empty).
+	Command string
+}
+
+func (r RC) cmd() string {
+	if r.Command == "" {
+		return "rc-service"
+	}
+	return r.Command
+}
+
+// Installed reports whether /etc/init.d/<name> exists.
+func (r RC) Installed(name string) bool { return r.Root.Exists("/etc/init.d/" + name) }
+
+// Run runs rc-service; a failure carries the command's output.
+func (r RC) Run(ctx context.Context, name, verb string, flags ...string) error {
+	if strings.ContainsAny(name, "/ \t\n") || name == "" {
+		return fmt.Errorf("invalid service name %q", name)
+	}
+	args := append(append([]string{}, flags...), name, verb)
+	var out bytes.Buffer
+	c := exec.CommandContext(ctx, r.cmd(), args...)
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("rc-service %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// Status parses `rc-service <name> status` ("* status: started").
+func (r RC) Status(ctx context.Context, name string) (State, error) {
+	if !r.Installed(name) {
+		return Missing, nil
+	}
+	var out bytes.Buffer
+	c := exec.CommandContext(ctx, r.cmd(), name, "status")
+	c.Stdout, c.Stderr = &out, &out
+	err := c.Run()
+	if st := ParseStatus(out.String()); st != Unknown {
+		return st, nil
+	}
+	if err != nil {
+		return Unknown, fmt.Errorf("rc-service %s status: %w: %s", name, err, strings.TrimSpace(out.String()))
+	}
+	return Unknown, nil
+}
+
+// ParseStatus reads the state from rc-service status output.
+func ParseStatus(out string) State {
+	for _, l := range strings.Split(out, "\n") {
+		if _, v, ok := strings.Cut(l, "status:"); ok {
+			switch st := State(strings.TrimSpace(v)); st {
+			case Started, Stopped, Starting, Stopping, Crashed, Inactive:
+				return st
+			}
+		}
+	}
+	return Unknown
+}
+
+// Fake is a stateful service manager for tests: services start stopped,
+// start/restart make them started, stop makes them stopped. Every call is
+// recorded as "<name> <verb>".
+type Fake struct {
+	mu        sync.Mutex
+	States    map[string]State
+	Scripts   map[string]bool // installed scripts; nil means every name is installed
+	Calls     []string
+	FailStart map[string]error // Run(name, "start"/"restart") fails with this
+}
+
+// NewFake returns a fake with the given installed scripts.
+func NewFake(installed ...string) *Fake {
+	f := &Fake{States: map[string]State{}, FailStart: map[string]error{}}
+	if len(installed) > 0 {
+		f.Scripts = map[string]bool{}
+		for _, s := range installed {
+			f.Scripts[s] = true
+		}
+	}
+	return f
+}
+
+// Installed reports whether the fake has the script.
+func (f *Fake) Installed(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Scripts == nil || f.Scripts[name]
+}
+
+// Run records the call and changes state.
+func (f *Fake) Run(_ context.Context, name, verb string, _ ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls = append(f.Calls, name+" "+verb)
+	if f.Scripts != nil && !f.Scripts[name] {
+		return fmt.Errorf("rc-service %s %s: service does not exist", name, verb)
+	}
+	switch verb {
+	case "start", "restart":
+		if err := f.FailStart[name]; err != nil {
+			f.States[name] = Stopped
+			return err
+		}
+		f.States[name] = Started
+	case "stop":
+		f.States[name] = Stopped
+	}
+	return nil
+}
+
+// Status returns the recorded state (stopped when never started).
+func (f *Fake) Status(_ context.Context, name string) (State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Scripts != nil && !f.Scripts[name] {
+		return Missing, nil
+	}
+	if st, ok := f.States[name]; ok {
+		return st, nil
+	}
+	return Stopped, nil
+}
+
+// Reset forgets the recorded calls.
+func (f *Fake) Reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls = nil
+}
