@@ -86,7 +86,7 @@ func Build() error {
 		dir  string
 		args []string
 	}{
-		{"bin", []string{"build", "-trimpath", "-o", filepath.Join(tmp, "bin") + "/", "./cmd/..."}},
+		{"bin", []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(tmp, "bin") + "/", "./cmd/..."}},
 		{"bin/lab", append([]string{"build", "-o", filepath.Join(tmp, "bin/lab") + "/"}, tools...)},
 	} {
 		cmd := exec.Command("go", b.args...)
