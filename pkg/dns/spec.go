@@ -92,7 +92,7 @@ type Spec struct {
 	ForwardFirst bool
 	// RootHints is the root hints file to use ("" = unbound's built-in
 	// hints); host-dependent, set by the caller (see DetectRootHints).
-	RootHints string
+	RootHints         string
 	UpstreamTimeoutMs int
 	MaxCacheTTL       int
 	UDP, TCP          bool
