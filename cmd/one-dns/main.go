@@ -1,9 +1,9 @@
-// Command one-dns is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-dns is the DNS service of the Virtual Router (unbound); see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/dns"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-dns", Summary: "DNS: unbound recursor (not implemented yet)", Kind: cli.Daemon}})
-}
+func main() { cli.Main(dns.Service{}) }

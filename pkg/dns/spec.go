@@ -85,7 +85,7 @@ type Spec struct {
 	// AllowedDefault: Allowed was derived from the listened NICs.
 	AllowedDefault bool
 	Upstream       Upstream
-	// Forwarders, in order; a zero port means 53.
+	// Forwarders, in order.
 	Forwarders []netip.AddrPort
 	// ForwardFirst: forwarders first, root servers when they fail (explicit
 	// nameservers with root servers left on).
@@ -382,7 +382,7 @@ func upstream(env onecontext.Env, top onecontext.Topology, spec *Spec) error {
 		candidates = append(candidates, n.DNS...)
 	}
 	for _, a := range candidates {
-		ap := netip.AddrPortFrom(a.Unmap(), 0)
+		ap := netip.AddrPortFrom(a.Unmap(), Port)
 		switch {
 		case seen[ap]:
 		case !ap.Addr().Is4() || ap.Addr().IsLoopback() || ap.Addr().IsUnspecified() || owned(top, ap.Addr()):
@@ -406,7 +406,7 @@ func parseNameserver(s string) (netip.AddrPort, error) {
 	if err != nil || !a.Is4() {
 		return netip.AddrPort{}, fmt.Errorf("%q is not IP[@PORT] with an IPv4 address", s)
 	}
-	var p uint16
+	p := uint16(Port)
 	if hasPort {
 		if p, err = onecontext.ParsePort(port); err != nil {
 			return netip.AddrPort{}, fmt.Errorf("%q is not IP[@PORT]: %v", s, err)
