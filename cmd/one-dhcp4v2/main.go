@@ -1,9 +1,19 @@
-// Command one-dhcp4v2 is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-dhcp4v2 is the DHCP4 service of the Virtual Router; see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"log/slog"
+
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/dhcp4"
+	"github.com/hypercx/vrouter/pkg/dhcp4/onelease"
+	"github.com/hypercx/vrouter/pkg/fsroot"
+)
 
 func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-dhcp4v2", Summary: "DHCP4: DHCP server for isolated networks (not implemented yet)", Kind: cli.Daemon}})
+	// The server's plugins, registered here and nowhere else: one fresh set
+	// of instances per NIC server.
+	cli.Main(dhcp4.Service{Plugins: func(root fsroot.Root, log *slog.Logger) dhcp4.PluginSet {
+		return onelease.NewSet(onelease.Deps{Root: root, Log: log})
+	}})
 }
