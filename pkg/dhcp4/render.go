@@ -17,6 +17,9 @@ func Render(spec Spec) []byte {
 	b.WriteString("# one-dhcp4v2: one DHCP server per NIC, in coredhcp's configuration format.\n")
 	b.WriteString("# Written by `one-dhcp4v2 configure` from the context; edits are overwritten.\n")
 	b.WriteString("# Plugins run in order; onelease (leases) comes last.\n")
+	for _, sk := range spec.Skipped {
+		fmt.Fprintf(&b, "# %s: not served: %s\n", sk.NIC, sk.Reason)
+	}
 	for _, s := range spec.Servers {
 		fmt.Fprintf(&b, "%s:\n  server4:\n    listen:\n      - \"%%%s\"\n    plugins:\n", s.NIC, s.NIC)
 		plugin := func(name string, args ...string) {

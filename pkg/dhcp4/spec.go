@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/dns"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 )
 
@@ -37,10 +38,6 @@ const (
 	// VarNIC is the prefix of the per-NIC variables: ONEAPP_VNF_DHCP4_ETH1
 	// (pool), ONEAPP_VNF_DHCP4_ETH1_DNS, _GATEWAY, _MTU, _LEASE_TIME.
 	VarNIC = "ONEAPP_VNF_DHCP4_ETH"
-
-	// The DNS service's variables, to know which NICs one-dns serves.
-	varDNSEnabled    = "ONEAPP_VNF_DNS_ENABLED"
-	varDNSInterfaces = "ONEAPP_VNF_DNS_INTERFACES"
 )
 
 // Paths.
@@ -137,24 +134,20 @@ func FromContext(_ context.Context, env onecontext.Env) (Spec, error) {
 	sel, err := top.Interfaces(VarInterfaces, env.Get(VarInterfaces), onecontext.EmptyAll)
 	collect(err)
 	sel, mgmt := sel.WithoutManagement(top)
-	served := dnsServedNICs(env, top)
+	served := dnsServedAddrs(env)
 	pools, err := poolVars(env, top)
 	collect(err)
-	if err := errors.Join(errs...); err != nil {
-		return Spec{}, err
-	}
 
+	// Per-NIC values are checked even when a global one failed, so that one
+	// run reports every mistake.
 	spec := Spec{Enabled: enabled}
 	for _, n := range mgmt {
 		spec.Skipped = append(spec.Skipped, Skip{n, "management NIC"})
 	}
-	explicit := strings.TrimSpace(env.Get(VarInterfaces)) != ""
 	for _, name := range sel.NICs {
 		nic, _ := top.NIC(name)
 		if !nic.HasIP() {
-			if explicit {
-				spec.Skipped = append(spec.Skipped, Skip{name, "no address (" + strings.ToUpper(name) + "_IP is empty)"})
-			}
+			spec.Skipped = append(spec.Skipped, Skip{name, "no address (" + strings.ToUpper(name) + "_IP is empty)"})
 			continue
 		}
 		srv, skip, err := nicServer(env, top, nic, nicDefaults{
@@ -178,13 +171,13 @@ func FromContext(_ context.Context, env onecontext.Env) (Spec, error) {
 }
 
 type nicDefaults struct {
-	lease       time.Duration
-	gw, dns     []netip.Addr
-	auth        bool
-	mac2ip      bool
-	prefix      string
-	dnsServed   bool
-	pool        *poolVar
+	lease     time.Duration
+	gw, dns   []netip.Addr
+	auth      bool
+	mac2ip    bool
+	prefix    string
+	dnsServed netip.Addr // one-dns's address on the NIC, if it serves it
+	pool      *poolVar
 }
 
 // nicServer builds the server of one NIC; skip says why the NIC gets none.
@@ -223,8 +216,8 @@ func nicServer(env onecontext.Env, top onecontext.Topology, nic onecontext.NIC, 
 		srv.DNS, srv.DNSFrom = dns, prefix+"_DNS"
 	case len(d.dns) > 0:
 		srv.DNS, srv.DNSFrom = d.dns, VarDNS
-	case d.dnsServed:
-		srv.DNS, srv.DNSFrom = []netip.Addr{ep.Addr()}, "one-dns on "+nic.Name
+	case d.dnsServed.IsValid():
+		srv.DNS, srv.DNSFrom = []netip.Addr{d.dnsServed}, "one-dns on "+nic.Name
 	default:
 		srv.DNS, srv.DNSFrom = ipv4Only(nic.DNS), U+"_DNS"
 		if len(srv.DNS) == 0 {
@@ -422,22 +415,19 @@ func leaseTime(env onecontext.Env, name string, def time.Duration) (time.Duratio
 	return time.Duration(n) * time.Second, nil
 }
 
-// dnsServedNICs says which NICs one-dns answers on: DNS enabled, and the NIC
-// in ONEAPP_VNF_DNS_INTERFACES (empty: all) minus management NICs.
-// TODO(lead): swap for dns.ServedNICs(env) once pkg/dns exports it.
-func dnsServedNICs(env onecontext.Env, top onecontext.Topology) map[string]bool {
-	// one-dns reports its own invalid variables; here they just mean "serves nothing".
-	if on, err := env.Bool(varDNSEnabled, false); err != nil || !on {
-		return nil
-	}
-	sel, err := top.Interfaces(varDNSInterfaces, env.Get(varDNSInterfaces), onecontext.EmptyAll)
+// dnsServedAddrs maps each NIC one-dns answers on (port 53) to the address
+// to hand out as nameserver there: its EP0 when one-dns listens on it. An
+// invalid DNS context means one-dns serves nothing (it reports that itself).
+func dnsServedAddrs(env onecontext.Env) map[string]netip.Addr {
+	m, err := dns.ServedAddrs(env)
 	if err != nil {
 		return nil
 	}
-	sel, _ = sel.WithoutManagement(top)
-	out := map[string]bool{}
-	for _, n := range sel.NICs {
-		out[n] = true
+	out := map[string]netip.Addr{}
+	for nic, as := range m {
+		if len(as) > 0 {
+			out[nic] = as[0]
+		}
 	}
 	return out
 }
