@@ -250,6 +250,7 @@ func newRuntime(c *ucli.Context, info Info, o Options) (*Runtime, *slog.Logger, 
 		Env: env, Root: root, Log: log, Stdout: o.Stdout,
 		Netfilter: nf,
 		Sysctl:    sysctl.Proc{Root: root},
+		LoadEnv:   func() (onecontext.Env, []string, error) { return onecontext.Load(envFile, o.Environ) },
 	}
 	if o.Wire != nil {
 		o.Wire(rt)

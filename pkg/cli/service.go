@@ -95,6 +95,10 @@ type Runtime struct {
 	// Seams to the system.
 	Netfilter *netfilter.Applier
 	Sysctl    sysctl.Interface
+	// LoadEnv reads the context again the way the verb did (the same
+	// --env-file merged with the same process environment), for daemons
+	// that reload on SIGHUP. Nil in tests that do not set it.
+	LoadEnv func() (onecontext.Env, []string, error)
 }
 
 // DriftError is returned by status when the live state differs (exit 3).
