@@ -158,7 +158,7 @@ var extended = url.Values{"extended": {"true"}}
 
 // fetch GETs a document and decodes it. On success the body is kept as the
 // last good answer; on failure that answer, if any, is returned with a
-// *StaleError.
+// *StaleError, unless OneGate answered 400 or 404.
 func fetch[T any](ctx context.Context, c *Client, path string, query url.Values, decode func([]byte) (*T, error)) (*T, error) {
 	body, err := c.do(ctx, http.MethodGet, path, query, nil, nil)
 	if err == nil {
@@ -173,6 +173,12 @@ func fetch[T any](ctx context.Context, c *Client, path string, query url.Values,
 	}
 	c.mu.Lock()
 	prev, ok := c.last[path]
+	if refused(err) {
+		// The object is gone or no longer visible: a definitive answer,
+		// not an outage.
+		delete(c.last, path)
+		ok = false
+	}
 	c.mu.Unlock()
 	if ok {
 		if v, derr := decode(prev.body); derr == nil {
@@ -261,8 +267,10 @@ func (c *Client) once(ctx context.Context, method, path string, query, form url.
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// The attempt's own timeout is worth a retry; the caller's
-		// cancellation is not (do checks ctx).
-		return nil, true, fmt.Errorf("%s %s: %w", method, path, err)
+		// cancellation is not (do checks ctx), nor a certificate that
+		// does not verify.
+		var cve *tls.CertificateVerificationError
+		return nil, !errors.As(err, &cve), fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))

@@ -32,7 +32,9 @@
 // (after its retries, or because the answer does not decode) and an earlier
 // answer exists, the call returns that earlier document together with a
 // *StaleError: errors.Is(err, ErrStale) is true, and the error also wraps the
-// failure. So the rule for callers is:
+// failure. A 400 or 404 answer is not an outage but OneGate saying the object
+// is gone or not visible to this VM: it returns no document and drops the
+// last good one. So the rule for callers is:
 //
 //	doc, err := c.VNet(ctx, id)
 //	switch {

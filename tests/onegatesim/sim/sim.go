@@ -90,7 +90,7 @@ type Server struct {
 	template   map[int]map[string]string
 	erased     map[int]map[string]bool
 	writes     []Write
-	requests   []Request
+	requests   []*Request
 	faults     []*Fault
 	fileFaults fileFaultState
 }
@@ -157,7 +157,11 @@ func (s *Server) Writes() []Write {
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Request{}, s.requests...)
+	out := make([]Request, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = *r
+	}
+	return out
 }
 
 // UserTemplate returns the current user template of VM id: its fixture's
@@ -191,22 +195,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, VMID: r.Header.Get(HeaderVMID), Accept: r.Header.Get("Accept")}
 	req.TokenOK = s.token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderToken)), []byte(s.token)) == 1
+	// Recorded on arrival, so a test counting requests sees one whose
+	// answer is still being delayed; the status is filled in at the end.
+	s.mu.Lock()
+	if len(s.requests) >= maxRequests {
+		s.requests = s.requests[1:]
+	}
+	s.requests = append(s.requests, &req)
+	s.mu.Unlock()
 	start := time.Now()
 	defer func() {
-		req.Status = rec.status
-		if s.Log != nil {
-			s.Log.Info("request", "method", req.Method, "path", req.Path, "query", req.Query, "vmid", req.VMID, "token_ok", req.TokenOK, "status", req.Status, "elapsed", time.Since(start))
-		}
 		s.mu.Lock()
-		if len(s.requests) >= maxRequests {
-			s.requests = s.requests[1:]
-		}
-		s.requests = append(s.requests, req)
+		req.Status = rec.status
 		s.mu.Unlock()
+		if s.Log != nil {
+			s.Log.Info("request", "method", req.Method, "path", req.Path, "query", req.Query, "vmid", req.VMID, "token_ok", req.TokenOK, "status", rec.status, "elapsed", time.Since(start))
+		}
 	}()
 	f, err := s.fault(r)
 	if err != nil {
-		req.Status = http.StatusInternalServerError
 		http.Error(rec, "simulator: "+err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -156,7 +156,11 @@ func TestShapes(t *testing.T) {
 	}
 	// A single NIC_ALIAS object in the fixture is an array in the answer.
 	status, body := e.call("GET", "/vm", "", sim.HeaderVMID, "20")
-	var vm20 struct{ VM struct{ TEMPLATE struct{ NIC_ALIAS []map[string]any } } }
+	var vm20 struct {
+		VM struct {
+			TEMPLATE struct{ NIC_ALIAS []map[string]any }
+		}
+	}
 	if err := json.Unmarshal([]byte(body), &vm20); status != 200 || err != nil || len(vm20.VM.TEMPLATE.NIC_ALIAS) != 1 {
 		t.Errorf("GET /vm as VM 20: %d %v %s", status, err, body)
 	}
