@@ -16,6 +16,7 @@ import (
 // and one line here).
 var steps = []func(*world, *report) error{
 	stepRouterNAT,
+	stepDNS,
 }
 
 // world is the demo network.
