@@ -313,3 +313,16 @@ func CountActive(path string, now time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// RecordLine is the log line of a lease of ip to macStr until expiry (for
+// tests and benchmarks that prepare a lease file); "" if either is invalid.
+func RecordLine(macStr, ip string, expiry time.Time) string {
+	hw, err := net.ParseMAC(macStr)
+	a, aerr := netip.ParseAddr(ip)
+	if err != nil || len(hw) != 6 || aerr != nil || !a.Is4() {
+		return ""
+	}
+	r := record{op: opBound, ip: a, expiry: expiry}
+	copy(r.mac[:], hw)
+	return string(r.line())
+}
