@@ -514,9 +514,13 @@ func TestMalformedRequests(t *testing.T) {
 			d.ClientHWAddr = d.ClientHWAddr[:4]
 			return d
 		}(),
-		"multicast MAC":             discover("03:00:0a:00:00:0c"),
-		"zero MAC":                  discover("00:00:00:00:00:00"),
-		"no message type":           func() *dhcpv4.DHCPv4 { d := discover("aa:00:00:00:00:01"); d.Options.Del(dhcpv4.OptionDHCPMessageType); return d }(),
+		"multicast MAC": discover("03:00:0a:00:00:0c"),
+		"zero MAC":      discover("00:00:00:00:00:00"),
+		"no message type": func() *dhcpv4.DHCPv4 {
+			d := discover("aa:00:00:00:00:01")
+			d.Options.Del(dhcpv4.OptionDHCPMessageType)
+			return d
+		}(),
 		"REQUEST naming no address": request("aa:00:00:00:00:01"),
 		"unknown message type":      discover("aa:00:00:00:00:01", dhcpv4.WithMessageType(dhcpv4.MessageType(42))),
 		"DECLINE without address":   request("aa:00:00:00:00:01", dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline)),
