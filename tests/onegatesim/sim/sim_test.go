@@ -20,22 +20,12 @@ import (
 
 const token = "t0ken-sim-test"
 
-// fixtures copies testdata to a temporary directory the test may change.
+// fixtures copies the standard fixtures to a directory the test may change.
 func fixtures(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	ents, err := os.ReadDir("../testdata")
-	if err != nil {
+	if err := sim.CopyFixtures(sim.Fixtures(), dir); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("../testdata", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
