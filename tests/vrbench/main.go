@@ -78,6 +78,8 @@ func main() {
 		run  func(*bench) error
 	}{
 		{"nat4", benchNAT4},
+		{"onegate", benchOneGate},
+		{"dns", benchDNS},
 	}
 	failed := false
 	for _, g := range groups {
