@@ -93,7 +93,10 @@ func benchDNS(b *bench) error {
 	med, lo, hi := stats(ds)
 	b.add("rc-service one-dns start, stopped -> the VM gets an answer", "<= "+ms(time.Second), spread(med, lo, hi), med <= time.Second)
 
-	pid := func() string { p, _ := r.ReadFile("/run/openrc/options/unbound/child_pid"); return strings.TrimSpace(string(p)) }
+	pid := func() string {
+		p, _ := r.ReadFile("/run/openrc/options/unbound/child_pid")
+		return strings.TrimSpace(string(p))
+	}
 	before := pid()
 	med, lo, hi, err = timeRuns(b.runs, func() error { _, err := r.RC("unbound", "status"); return err })
 	if err != nil {
