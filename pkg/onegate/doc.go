@@ -38,9 +38,9 @@
 //
 //	doc, err := c.VNet(ctx, id)
 //	switch {
-//	case err == nil:                    // fresh
+//	case err == nil:                       // fresh
 //	case errors.Is(err, onegate.ErrStale): // usable: log a warning, keep serving
-//	default:                            // no document: keep what you have
+//	default:                               // no document: keep what you have
 //	}
 //
 // Networks and ServiceVMs follow the same rule for their whole result. A
