@@ -274,8 +274,10 @@ func TestSlowAnswerTimesOut(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("slow answer: %v, want a timeout", err)
 	}
-	if n := l.requests("/vrouter"); n != 2 {
-		t.Errorf("%d attempts, want 2 (a timed-out attempt is retried)", n)
+	// Counted by the client: under load a timed-out attempt may not even
+	// have reached the simulator.
+	if !strings.Contains(err.Error(), "after 2 attempts") {
+		t.Errorf("%v: want 2 attempts (a timed-out attempt is retried)", err)
 	}
 }
 
