@@ -1,9 +1,9 @@
-// Command one-failover is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-failover is the failover service of the Virtual Router; see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/failover"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-failover", Summary: "Failover: starts and stops services on VRRP transitions (not implemented yet)", Kind: cli.Daemon}})
-}
+func main() { cli.Main(failover.Service{}) }

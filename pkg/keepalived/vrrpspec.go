@@ -126,7 +126,7 @@ func FromContext(env onecontext.Env) (Config, error) {
 			errs = append(errs, err)
 		}
 		m.peersVar = NICVar(name, SuffixUnicastPeers)
-		if m.peers, err = parsePeers(m.peersVar, env.Get(m.peersVar), n.IP.Addr()); err != nil {
+		if m.peers, err = ParsePeers(m.peersVar, env.Get(m.peersVar), n.IP.Addr()); err != nil {
 			errs = append(errs, err)
 		}
 		anyVIP = anyVIP || len(n.VIPs) > 0
@@ -282,9 +282,9 @@ func checkPassword(name, pw string) error {
 	return nil
 }
 
-// parsePeers parses a list of unicast peers; the NIC's own address is
+// ParsePeers parses a list of unicast peers; the NIC's own address is
 // dropped, so every instance of a virtual router can share one list.
-func parsePeers(name, value string, own netip.Addr) ([]netip.Addr, error) {
+func ParsePeers(name, value string, own netip.Addr) ([]netip.Addr, error) {
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, f := range onecontext.SplitList(value) {
