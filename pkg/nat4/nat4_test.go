@@ -133,6 +133,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		"ONEAPP_VNF_NAT4_INTERFACES_OUT=eth7",
 		"ONEAPP_VNF_NAT4_PORT_FWD1=<ETH4_VIP0>:80:10.0.0.2",
 		"ONEAPP_VNF_NAT4_INTERFACES_OUT=eth0;touch_/tmp/x",
+		"ONEAPP_VNF_CONNTRACKD_ENABLED=maybe",
 	} {
 		err := (Service{}).Start(ctx, rt(f, full+" "+bad))
 		name, _, _ := strings.Cut(bad, "=")
@@ -176,5 +177,44 @@ func TestManyForwardsOneTransaction(t *testing.T) {
 	dnat, _ := f.Rules("nat", ChainDNAT)
 	if len(dnat) != 20000 {
 		t.Fatalf("%d DNAT rules", len(dnat))
+	}
+}
+
+// With conntrackd syncing the routers, connections leaving a NIC with a VIP
+// are translated to the VIP; re-applying writes nothing; the VIP follows a
+// recontextualization; stop removes everything.
+func TestSNATToVIP(t *testing.T) {
+	ctx := context.Background()
+	f := netfiltertest.New()
+	before := f.Dump()
+	env := "ETH0_IP=203.0.113.2 ETH0_VROUTER_IP=203.0.113.1 ETH1_IP=10.0.0.2 ETH1_MASK=255.255.255.0 ONEAPP_VNF_NAT4_ENABLED=YES ONEAPP_VNF_NAT4_INTERFACES_OUT=eth0 ONEAPP_VNF_CONNTRACKD_ENABLED=YES"
+	if err := (Service{}).Start(ctx, rt(f, env)); err != nil {
+		t.Fatal(err)
+	}
+	masq, _ := f.Rules("nat", ChainMASQ)
+	if d := cmp.Diff([]string{"-o eth0 -j SNAT --to-source 203.0.113.1"}, masq); d != "" {
+		t.Fatal(d)
+	}
+	writes := f.Writes
+	if err := (Service{}).Start(ctx, rt(f, env)); err != nil || f.Writes != writes {
+		t.Fatalf("re-applying wrote %d times (%v)", f.Writes-writes, err)
+	}
+	if err := (Service{}).Start(ctx, rt(f, strings.Replace(env, "ETH0_VROUTER_IP=203.0.113.1", "ETH0_VROUTER_IP=203.0.113.9", 1))); err != nil {
+		t.Fatal(err)
+	}
+	masq, _ = f.Rules("nat", ChainMASQ)
+	if d := cmp.Diff([]string{"-o eth0 -j SNAT --to-source 203.0.113.9"}, masq); d != "" {
+		t.Fatal(d)
+	}
+	// Without sync (or without a VIP) it masquerades as before.
+	if err := (Service{}).Start(ctx, rt(f, strings.Replace(env, "CONNTRACKD_ENABLED=YES", "CONNTRACKD_ENABLED=NO", 1))); err != nil {
+		t.Fatal(err)
+	}
+	masq, _ = f.Rules("nat", ChainMASQ)
+	if d := cmp.Diff([]string{"-o eth0 -j MASQUERADE"}, masq); d != "" {
+		t.Fatal(d)
+	}
+	if err := (Service{}).Stop(ctx, rt(f, env)); err != nil || f.Dump() != before {
+		t.Fatalf("stop left rules (%v)", err)
 	}
 }

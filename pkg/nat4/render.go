@@ -46,12 +46,21 @@ func Render(s Spec) netfilter.Ruleset {
 		}
 	}
 	for _, h := range s.Hairpins {
-		masq.Rules = append(masq.Rules, fmt.Sprintf("-s %s -o %s -m conntrack --ctstate DNAT -j MASQUERADE", h.Subnet, h.NIC))
+		masq.Rules = append(masq.Rules, fmt.Sprintf("-s %s -o %s -m conntrack --ctstate DNAT %s", h.Subnet, h.NIC, s.target(h.NIC)))
 	}
 	for _, n := range s.Out {
-		masq.Rules = append(masq.Rules, "-o "+n+" -j MASQUERADE")
+		masq.Rules = append(masq.Rules, "-o "+n+" "+s.target(n))
 	}
 	return rs
+}
+
+// target translates to the NIC's VIP when connections are synced between
+// routers (SNATTo), else masquerades to the router's own address.
+func (s Spec) target(nic string) string {
+	if vip, ok := s.SNATTo[nic]; ok {
+		return "-j SNAT --to-source " + vip.String()
+	}
+	return "-j MASQUERADE"
 }
 
 func dnatRule(pf PortForward, proto string) string {

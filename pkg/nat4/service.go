@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/conntrackd"
 	"github.com/hypercx/vrouter/pkg/netfilter"
 )
 
@@ -28,6 +29,7 @@ func (Service) Info() cli.Info {
 			{Name: VarEnabled, Default: "NO", Help: "enable NAT4 (YES/NO)"},
 			{Name: VarInterfacesOut, Default: "no NICs", Help: "NICs to masquerade out of (e.g. eth0)"},
 			{Name: VarPortFwd + "<n>", Default: "", Help: "port forward [old_dest:]old_port:new_dest[:new_port]; old_dest may be <ETHx_IPy>, <ETHx_VIPy> or <ETHx_EPy>; n unbounded"},
+			{Name: conntrackd.VarEnabled, Default: "NO", Help: "YES (connection sync between failover routers): translate to the outgoing NIC's VIP instead of masquerading, so connections survive a failover"},
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/hypercx/vrouter/pkg/conntrackd"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 )
 
@@ -49,12 +50,21 @@ type Spec struct {
 	Management []string
 	// Skipped are management NICs named in INTERFACES_OUT (ignored).
 	Skipped []string
+	// SNATTo maps a NIC to the VIP connections leaving it are translated
+	// to instead of masquerading (ONEAPP_VNF_CONNTRACKD_ENABLED=YES): the
+	// routers of a failover group then translate alike, and connections
+	// synced by conntrackd stay valid on the new master.
+	SNATTo map[string]netip.Addr
 }
 
 // FromContext parses the NAT4 variables; every invalid value is reported,
 // each naming its variable.
 func FromContext(env onecontext.Env) (Spec, error) {
 	enabled, err := env.Bool(VarEnabled, false)
+	if err != nil {
+		return Spec{}, err
+	}
+	synced, err := env.Bool(conntrackd.VarEnabled, false)
 	if err != nil {
 		return Spec{}, err
 	}
@@ -92,6 +102,14 @@ func FromContext(env onecontext.Env) (Spec, error) {
 			}
 			seen[n.Name] = true
 			spec.Hairpins = append(spec.Hairpins, Hairpin{NIC: n.Name, Subnet: n.Subnet()})
+		}
+	}
+	if synced {
+		spec.SNATTo = map[string]netip.Addr{}
+		for _, n := range top.NICs {
+			if len(n.VIPs) > 0 {
+				spec.SNATTo[n.Name] = n.VIPs[0].Prefix.Addr()
+			}
 		}
 	}
 	return spec, nil
