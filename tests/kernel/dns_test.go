@@ -249,9 +249,29 @@ func TestDNSRecursor(t *testing.T) {
 		t.Fatalf("log does not name the variable:\n%s", log)
 	}
 	dnsExpect(t, d.vm, "10.0.0.1", "", dnsPublicName, dnsPublicAddr)
+	d.setContext(t, dnsGuideContext)
+
+	// unbound killed: its supervisor starts it again.
+	pid = d.unboundChild(t)
+	lab.MustRun(t, d.router, "kill", "-KILL", pid)
+	dnsExpect(t, d.vm, "10.0.0.1", "", dnsPublicName, dnsPublicAddr)
+	if again := d.unboundChild(t); again == pid {
+		t.Fatalf("unbound %s was not respawned", pid)
+	}
+	// unbound stopped behind one-dns's back: one-dns says it crashed, and
+	// a restart brings DNS back.
+	if out, err := d.router.RC("unbound", "stop"); err != nil {
+		t.Fatalf("rc-service unbound stop: %v\n%s", err, out)
+	}
+	if out, err := d.router.RC("one-dns", "status"); err == nil || !strings.Contains(out+err.Error(), "crashed") {
+		t.Fatalf("one-dns status with unbound stopped: %v\n%s", err, out)
+	}
+	if out, err := d.router.RC("one-dns", "restart"); err != nil {
+		t.Fatalf("rc-service one-dns restart: %v\n%s", err, out)
+	}
+	dnsExpect(t, d.vm, "10.0.0.1", "", dnsPublicName, dnsPublicAddr)
 
 	// stop stops unbound: nothing answers any more.
-	d.setContext(t, dnsGuideContext)
 	if out, err := d.router.RC("one-dns", "stop"); err != nil {
 		t.Fatalf("rc-service one-dns stop: %v\n%s", err, out)
 	}
