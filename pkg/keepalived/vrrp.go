@@ -49,6 +49,10 @@ type VRRPInstance struct {
 	// NICs are every NIC of the VRID group: Interface, skipped ones and
 	// floating-only ones.
 	NICs []string
+	// Track are the other NICs of the group that carry VIPs: if one goes
+	// down the instance goes to fault, so a router that lost a network
+	// hands its VIPs over.
+	Track []string
 }
 
 // Version is the VRRP version: intervals below a second or with a fraction
@@ -119,7 +123,7 @@ type instanceView struct {
 	Name, Interface, Interval, PreemptDelay, UnicastSrc, Password string
 	VRID, Priority, Version                                       int
 	NoPreempt                                                     bool
-	Peers, VIPs, Routes                                           []string
+	Peers, VIPs, Routes, Track                                    []string
 }
 
 type vrrpView struct {
@@ -145,7 +149,7 @@ func RenderVRRP(c Config) []byte {
 	for _, in := range c.Instances {
 		iv := instanceView{
 			Name: in.Name, Interface: in.Interface, VRID: in.VRID, Priority: in.Priority,
-			Interval: seconds(in.Interval), Version: in.Version(), NoPreempt: in.NoPreempt,
+			Interval: seconds(in.Interval), Version: in.Version(), NoPreempt: in.NoPreempt, Track: in.Track,
 		}
 		if !in.NoPreempt && in.PreemptDelay > 0 {
 			iv.PreemptDelay = seconds(in.PreemptDelay)

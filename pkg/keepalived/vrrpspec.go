@@ -207,6 +207,9 @@ func (c *Config) group(nics []nicModel, noPreempt bool, preemptDelay time.Durati
 			if !m.HasIP() && len(m.VIPs) > 0 {
 				c.LinksUp = append(c.LinksUp, m.Name)
 			}
+			if m.Name != k.Name && len(m.VIPs) > 0 {
+				in.Track = append(in.Track, m.Name)
+			}
 			if m.Name == defaultRouteNIC {
 				in.Routes = append(in.Routes, Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: m.Gateway, Dev: m.Name})
 			}
