@@ -313,3 +313,25 @@ func TestDNSContextNameservers(t *testing.T) {
 		t.Fatalf("rc-service one-dns stop: %v\n%s", err, out)
 	}
 }
+
+// A backup router listens on the VIP before it holds it (ip-freebind): once
+// keepalived moves the VIP in, the same unbound answers on it, with no
+// reload.
+func TestDNSFloatingVIP(t *testing.T) {
+	d := newDNSTopology(t)
+	lab.MustRun(t, d.router, "ip", "addr", "del", "10.0.0.1/24", "dev", "eth1")
+	lab.MustRun(t, d.router, "ip", "addr", "add", "10.0.0.2/24", "dev", "eth1")
+	d.setContext(t, strings.Replace(dnsGuideContext, `export ETH1_IP="10.0.0.1"`,
+		"export ETH1_IP=\"10.0.0.2\"\nexport ONEAPP_VROUTER_ETH1_VIP0=\"10.0.0.1\"", 1))
+	if out, err := d.router.RC("one-dns", "start"); err != nil {
+		t.Fatalf("rc-service one-dns start without the VIP: %v\n%s", err, out)
+	}
+	pid := d.unboundChild(t)
+	dnsExpect(t, d.vm, "10.0.0.2", "", "ep0.eth1.vr", "10.0.0.1")
+	dnsExpectSilence(t, d.vm, "10.0.0.1", "ep0.eth1.vr")
+	lab.MustRun(t, d.router, "ip", "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	dnsExpect(t, d.vm, "10.0.0.1", "", dnsPublicName, dnsPublicAddr)
+	if again := d.unboundChild(t); again != pid {
+		t.Fatalf("unbound restarted (%s -> %s)", pid, again)
+	}
+}
