@@ -29,6 +29,9 @@ type PacketConn interface {
 // Listen opens the DHCP socket of a NIC.
 type Listen func(nic string, addr net.UDPAddr) (PacketConn, error)
 
+// rcvBuf is the receive buffer of a NIC's socket.
+const rcvBuf = 4 << 20
+
 // sysConn is the real PacketConn.
 type sysConn struct {
 	udp     *net.UDPConn
@@ -54,6 +57,11 @@ func ListenNIC(nic string, addr net.UDPAddr) (PacketConn, error) {
 	defer f.Close() // FilePacketConn dups it
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
 		return nil, fmt.Errorf("allowing broadcast on %s: %w", nic, err)
+	}
+	// Room for bursts (a whole rack of VMs booting at once) while a
+	// request is being handled; best effort.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
 	}
 	if err := unix.BindToDevice(fd, nic); err != nil {
 		return nil, fmt.Errorf("binding to %s: %w", nic, err)

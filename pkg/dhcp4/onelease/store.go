@@ -245,12 +245,16 @@ func (s *store) syncLoop(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// fsync without the lock: an fsync can take tens of
+			// milliseconds, and requests must not wait for it.
 			s.mu.Lock()
-			if s.dirty && s.f != nil {
-				_ = s.f.Sync()
-				s.dirty = false
-			}
+			f := s.f
+			dirty := s.dirty && f != nil
+			s.dirty = false
 			s.mu.Unlock()
+			if dirty {
+				_ = f.Sync()
+			}
 		}
 	}
 }
