@@ -50,10 +50,15 @@ type Daemon struct {
 	CheckEvery         int
 	// OnTransition, when set, sees every transition (tests, benchmarks).
 	OnTransition func(Event, Transition)
+	// Desired, when set, limits a reconcile to the running services whose
+	// desired state changed or whose live state drifted (see refresh);
+	// without it every running service that can reload is reloaded.
+	Desired Desired
 
-	mu    sync.Mutex
-	ours  map[string]bool // enabled services this daemon started successfully
-	retry map[string]bool // enabled services whose start failed
+	mu      sync.Mutex
+	ours    map[string]bool   // enabled services this daemon started successfully
+	retry   map[string]bool   // enabled services whose start failed
+	applied map[string]string // digest of what each running service last applied
 }
 
 func (d *Daemon) defaults() {
@@ -72,7 +77,7 @@ func (d *Daemon) defaults() {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	d.ours, d.retry = map[string]bool{}, map[string]bool{}
+	d.ours, d.retry, d.applied = map[string]bool{}, map[string]bool{}, map[string]string{}
 }
 
 func instancesOf(spec Spec) []Instance {
@@ -206,6 +211,7 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 type op struct {
 	svc, verb string
 	err       error
+	why       string
 }
 
 // execute carries out a transition.
@@ -232,7 +238,11 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 			continue
 		}
 		counts[o.verb]++
-		d.Log.Info("service", "service", o.svc, "verb", o.verb)
+		if o.why != "" {
+			d.Log.Info("service", "service", o.svc, "verb", o.verb, "why", o.why)
+		} else {
+			d.Log.Info("service", "service", o.svc, "verb", o.verb)
+		}
 	}
 	d.Log.Info("applied", "action", string(tr.Action), "started", counts["start"]+counts["restart"], "reloaded", counts["reload"],
 		"stopped", counts["stop"], "failed", failed, "took", time.Since(start).Round(time.Millisecond))
@@ -268,6 +278,7 @@ func (d *Daemon) run(ctx context.Context, svc, verb string) op {
 		d.ours[svc], d.retry[svc] = err == nil, err != nil
 		d.mu.Unlock()
 	}
+	d.track(ctx, svc, verb, err)
 	return op{svc: svc, verb: verb, err: err}
 }
 
@@ -306,8 +317,8 @@ func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
 		case st == openrc.Crashed:
 			return []op{d.run(ctx, svc, "restart")}
 		case st == openrc.Started || st == openrc.Starting:
-			if reconcile && d.Scripts != nil && d.Scripts.CanReload(svc) {
-				return []op{d.run(ctx, svc, "reload")}
+			if reconcile {
+				return d.refresh(ctx, svc)
 			}
 			return nil
 		}

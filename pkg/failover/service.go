@@ -49,6 +49,16 @@ type Service struct {
 	Checker  keepalived.Checker
 	Links    Links
 	Observer func(fsroot.Root) Observer
+	// Desired tells which running services a reconcile must re-apply (nil:
+	// ask the service binaries under the root, Binaries).
+	Desired func(rt *cli.Runtime) Desired
+}
+
+func (s Service) desired(rt *cli.Runtime) Desired {
+	if s.Desired != nil {
+		return s.Desired(rt)
+	}
+	return Binaries{Root: rt.Root, EnvFile: rt.EnvFile}
 }
 
 func (s Service) services(rt *cli.Runtime) openrc.Services {
@@ -259,6 +269,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		FIFO:     rt.Root.Path(keepalived.FIFO),
 		Log:      rt.Log,
 		Reload:   reload,
+		Desired:  s.desired(rt),
 		LoadSpec: func() (Spec, error) {
 			if rt.LoadEnv == nil {
 				return spec, nil
@@ -267,13 +278,34 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			for _, w := range warnings {
 				rt.Log.Warn(w)
 			}
-			if err != nil {
-				return Spec{}, err
+			var next Spec
+			if err == nil {
+				next, err = FromContext(env)
 			}
-			return FromContext(env)
+			// status shows a context the daemon could not take.
+			rt.RecordError("reload", err)
+			return next, err
 		},
 	}
 	return d.Run(ctx, spec)
+}
+
+// Install gives the image a keepalived configuration that runs no VRRP
+// until the first contextualization renders the real one: the distro's
+// sample keepalived.conf would float example addresses on eth0 at the first
+// boot. A configuration already rendered by one-failover is left alone.
+func (Service) Install(ctx context.Context, rt *cli.Runtime) error {
+	kfiles, _ := files(Spec{})
+	for _, p := range []string{keepalived.VRRPFile, keepalived.GlobalFile, keepalived.MainFile} {
+		old, err := rt.Root.ReadFile(p)
+		if err == nil && (p != keepalived.MainFile || bytes.Equal(old, kfiles[p])) {
+			continue
+		}
+		if _, err := rt.Root.WriteFile(p, kfiles[p], 0o644); err != nil {
+			return fmt.Errorf("installing keepalived's neutral configuration: %w", err)
+		}
+	}
+	return nil
 }
 
 // Stop leaves everything as it is: stopping the daemon must not take the
