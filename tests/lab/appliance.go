@@ -175,11 +175,24 @@ func (r *Router) Starts() map[string]string {
 		out[e.Name()] = id
 	}
 	for _, comm := range []string{"keepalived", "one-failover", "unbound", "one-dhcp4v2", "conntrackd", "haproxy", "wireguard-go", "one-sdnat4", "one-lvs", "one-haproxy"} {
-		if pids := r.PIDs(comm); len(pids) > 0 {
-			sort.Ints(pids)
+		if pids := r.daemonPIDs(comm); len(pids) > 0 {
 			out["pid:"+comm] = fmt.Sprint(pids)
 		}
 	}
+	return out
+}
+
+// daemonPIDs are the instance's processes running the binary called name
+// (an init script run by its shebang also bears the service's name, but
+// runs a shell).
+func (r *Router) daemonPIDs(name string) []int {
+	var out []int
+	for _, pid := range r.PIDs(name) {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && filepath.Base(exe) == name {
+			out = append(out, pid)
+		}
+	}
+	sort.Ints(out)
 	return out
 }
 
@@ -207,3 +220,8 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Upper is where the instance keeps what it changed under p (/etc, /usr or
+// /var): its overlay's upper layer, as seen from the machine. A file the
+// instance deleted shows there as a whiteout (a character device).
+func (r *Router) Upper(p string) string { return filepath.Join(r.dir, "upper", p) }
