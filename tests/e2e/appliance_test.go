@@ -38,8 +38,9 @@ type appliance struct {
 
 // bootAppliance builds the HA lab (two routers, one VM), starts the lab's
 // servers (the internet host on :7000, the VM on :80 and :81), installs the
-// appliance in both routers and boots them with the shared context.
-func bootAppliance(t *testing.T, shared string) *appliance {
+// appliance with services (applianceServices when none) in both routers
+// and boots them with the shared context.
+func bootAppliance(t *testing.T, shared string, services ...string) *appliance {
 	t.Helper()
 	l := needLab(t)
 	h, err := l.HA(2, 1)
@@ -59,7 +60,10 @@ func bootAppliance(t *testing.T, shared string) *appliance {
 	}
 	a := &appliance{HA: h, env: make([]string, len(h.Routers))}
 	for _, r := range h.Routers {
-		if err := r.InstallAppliance(applianceServices...); err != nil {
+		if len(services) == 0 {
+			services = applianceServices
+		}
+		if err := r.InstallAppliance(services...); err != nil {
 			t.Fatal(err)
 		}
 	}
