@@ -218,6 +218,9 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 					rep.Drift = []string{}
 				}
 				rep.OpenRC = openRCState(ctx, rt, info.Name)
+				if err == nil && rep.OpenRC == string(openrc.Stopped) && !info.EveryRouter {
+					rep = stoppedReport(rep)
+				}
 				rep.LastErrors = rt.LastErrors(info.Name)
 				printReport(rt.Stdout, rep, c.Bool("json"))
 				if err != nil {
@@ -381,6 +384,21 @@ type reported struct{ err error }
 
 func (r *reported) Error() string { return r.err.Error() }
 func (r *reported) Unwrap() error { return r.err }
+
+// stoppedReport judges a service OpenRC has stopped against nothing
+// applied: on a backup router one-failover keeps every data-plane service
+// stopped, and a healthy backup has no drift. Whether the service should
+// run here is one-failover's status to say.
+func stoppedReport(rep Report) Report {
+	if rep.Enabled {
+		rep.Details = append(rep.Details, "stopped in OpenRC: compared with nothing applied (one-failover starts it on the VRRP master only)")
+	}
+	rep.Drift = []string{}
+	if rep.Applied {
+		rep.Drift = append(rep.Drift, "stopped in OpenRC, but what it applies is still in place")
+	}
+	return rep
+}
 
 // openRCState is the service's OpenRC state on the real machine (not under
 // --root: rc-service knows nothing of another tree).

@@ -246,3 +246,16 @@ func TestLogFile(t *testing.T) {
 		t.Fatalf("%q %v", b, err)
 	}
 }
+
+// A service OpenRC has stopped (a backup router) is compared with nothing
+// applied.
+func TestStoppedReport(t *testing.T) {
+	rep := stoppedReport(Report{Enabled: true, Applied: false, Drift: []string{"chain missing"}})
+	if len(rep.Drift) != 0 || len(rep.Details) != 1 {
+		t.Fatalf("a stopped, unapplied service: %+v", rep)
+	}
+	rep = stoppedReport(Report{Enabled: true, Applied: true})
+	if len(rep.Drift) != 1 {
+		t.Fatalf("a stopped service whose state is in place: %+v", rep)
+	}
+}

@@ -44,6 +44,11 @@ type Info struct {
 	// `install` writes to /etc/init.d.
 	Scripts []string
 	Vars    []Var
+	// EveryRouter: the service runs on every router, backups included
+	// (one-failover itself). The others are data-plane services that
+	// one-failover runs on the VRRP master only, so status judges one that
+	// OpenRC has stopped against nothing applied.
+	EveryRouter bool
 }
 
 // Artefact is one thing render prints: a file by its absolute path,

@@ -108,9 +108,10 @@ func (Service) Info() cli.Info {
 			"master, once the VIPs are present, it starts the enabled services of its table and stops the disabled ones; on a backup or in fault " +
 			"it stops them; it restarts an enabled service that crashes while master. Without any floating IP the router serves alone. " +
 			"stop leaves keepalived and the services as they are.",
-		Kind:    cli.Daemon,
-		Scripts: []string{Name, keepalived.Service, conntrackd.Service},
-		Vars:    vars,
+		Kind:        cli.Daemon,
+		Scripts:     []string{Name, keepalived.Service, conntrackd.Service},
+		Vars:        vars,
+		EveryRouter: true,
 	}
 }
 

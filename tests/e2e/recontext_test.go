@@ -22,6 +22,16 @@ func TestRecontext(t *testing.T) {
 	m, b := a.serving(t)
 	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
+	// status is clean on both: the master applied everything, the backup
+	// (its services stopped by one-failover) nothing.
+	for _, r := range a.Routers {
+		for _, svc := range applianceServices {
+			rep, code := status(t, r, svc)
+			if code != 0 || rep.Applied != (r == m || svc == "one-failover") {
+				t.Errorf("%s %s status: exit %d %+v", r.Role, svc, code, rep)
+			}
+		}
+	}
 
 	t.Run("unchanged", func(t *testing.T) {
 		before := map[*lab.Router]snapshot{m: a.snapshot(t, m), b: a.snapshot(t, b)}
