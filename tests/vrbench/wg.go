@@ -61,7 +61,10 @@ func benchWG(b *bench) error {
 		func() error { return l.Link(vm, "eth0", r, "eth1") },
 		func() error { return lab.Addr(vm, "eth0", "10.0.0.12/24") },
 		func() error { return lab.Addr(r, "eth1", "10.0.0.1/24") },
-		func() error { _, err := lab.Run(context.Background(), vm, "ip", "route", "add", "default", "via", "10.0.0.1"); return err },
+		func() error {
+			_, err := lab.Run(context.Background(), vm, "ip", "route", "add", "default", "via", "10.0.0.1")
+			return err
+		},
 		func() error {
 			_, err := lab.Run(context.Background(), r, "sysctl", "-qw", "net.ipv4.conf.eth1.forwarding=1", "net.ipv4.conf.eth0.forwarding=1")
 			return err
