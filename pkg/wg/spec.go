@@ -49,9 +49,11 @@ const (
 	DefaultDevice     = "wg0"
 	DefaultPeers      = 5
 	DefaultSubnet     = "169.254.33.0/24"
-	// MaxPeers bounds ONEAPP_VNF_WG_PEERS: every peer is a user template
-	// attribute of every router VM (about 500 bytes each).
-	MaxPeers = 1000
+	// MaxPeers bounds ONEAPP_VNF_WG_PEERS: the server configuration, with a
+	// [Peer] block per peer (about 210 bytes in base64 each), must stay
+	// within what one user template attribute holds (64 KiB, see
+	// onegate.CheckAttribute); 250 peers also fill the default /24.
+	MaxPeers = 250
 )
 
 // Spec is the parsed context.

@@ -100,7 +100,7 @@ func TestFromContextBadInput(t *testing.T) {
 		{"peers 0", "ONEAPP_VNF_WG_PEERS=0", VarPeers, "out of range"},
 		{"peers negative", "ONEAPP_VNF_WG_PEERS=-3", VarPeers, "out of range"},
 		{"peers word", "ONEAPP_VNF_WG_PEERS=five", VarPeers, "not a whole number"},
-		{"peers too many", "ONEAPP_VNF_WG_PEERS=1001", VarPeers, "out of range"},
+		{"peers too many", "ONEAPP_VNF_WG_PEERS=251", VarPeers, "out of range"},
 		{"subnet too small", "ONEAPP_VNF_WG_SUBNET=10.9.0.0/29 ONEAPP_VNF_WG_PEERS=6", VarSubnet, "room for 6 addresses"},
 		{"subnet /31", "ONEAPP_VNF_WG_SUBNET=10.9.0.0/31", VarSubnet, "no room"},
 		{"subnet IPv6", "ONEAPP_VNF_WG_SUBNET=fd00::/64", VarSubnet, "not IPv4"},

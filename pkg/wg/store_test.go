@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
+	"github.com/hypercx/vrouter/pkg/onegate"
 )
 
 var t0 = time.Unix(1_700_000_000, 0)
@@ -365,5 +366,19 @@ func TestLocalCopy(t *testing.T) {
 	must(t, err)
 	if d := cmp.Diff(r.Attrs, s.Attrs); d != "" {
 		t.Errorf("read back (-want +got):\n%s", d)
+	}
+}
+
+// The largest configuration still fits OneGate's attributes.
+func TestMaxPeersFitOneGate(t *testing.T) {
+	spec := mustSpec(t, "ONEAPP_VNF_WG_PEERS="+strconv.Itoa(MaxPeers))
+	r, _ := fresh(t, spec, &seqKeys{}, "x", t0)
+	if len(r.Attrs) != MaxPeers+2 {
+		t.Fatalf("%d attributes", len(r.Attrs))
+	}
+	for k, v := range r.Attrs {
+		if err := onegate.CheckAttribute(k, v); err != nil {
+			t.Errorf("%v", err)
+		}
 	}
 }

@@ -57,7 +57,8 @@ func (w WireGuardGo) Start(ctx context.Context, dev string) (int, error) {
 	// talk to nobody.
 	_ = os.Remove(sock)
 	cmd := exec.Command(path, "-f", dev)
-	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
+	// Its own environment only: one-wg's may hold the context (tokens).
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
