@@ -426,3 +426,24 @@ func TestStatusDrift(t *testing.T) {
 		t.Errorf("disabled start left %v", a.f.linkNames())
 	}
 }
+
+// render with a stored configuration (the local copy, no OneGate): public
+// keys in full, secrets hidden, the stored timestamp.
+func TestRenderStored(t *testing.T) {
+	spec := mustSpec(t, "ONEAPP_VNF_WG_PEERS=2")
+	r, _ := fresh(t, spec, &seqKeys{}, "x", t0)
+	root := fsroot.Root(t.TempDir())
+	_, err := WriteLocal(root, r.Attrs)
+	must(t, err)
+	var out, errb bytes.Buffer
+	environ := append(strings.Fields(guideEnv), "ONEAPP_VNF_WG_PEERS=2")
+	code := cli.Run(context.Background(), Service{Keys: &seqKeys{n: 100}}, []string{"one-wg", "--root", string(root), "render"},
+		cli.Options{Stdout: &out, Stderr: &errb, Environ: environ})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	golden.Check(t, "stored", out.Bytes())
+	if !strings.Contains(out.String(), r.Config.Key.Public().String()) {
+		t.Error("the stored server key is not shown")
+	}
+}
