@@ -30,7 +30,7 @@ import (
 
 // installed are the services the router runs; a service plugs in here once
 // its binary is implemented.
-var installed = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2"}
+var installed = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2", "one-wg"}
 
 // verbs that read the context and must refuse a bad one.
 var verbs = []string{"configure", "start", "render"}

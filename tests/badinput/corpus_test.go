@@ -40,7 +40,11 @@ export ONEAPP_VNF_DNS_NAMESERVERS="203.0.113.100"
 export ONEAPP_VNF_DHCP4_INTERFACES="eth1"
 export ONEAPP_VNF_DHCP4_ETH1="10.0.0.0/24:10.0.0.100-10.0.0.199"
 `,
-	// TODO(one-sdnat4, one-lvs, one-haproxy, one-wg): their fragments.
+	"one-wg": `export ONEAPP_VNF_WG_ENABLED="YES"
+export ONEAPP_VNF_WG_INTERFACE_OUT="eth0"
+export ONEAPP_VNF_WG_INTERFACE_IN="eth1"
+`,
+	// TODO(one-sdnat4, one-lvs, one-haproxy): their fragments.
 }
 
 var corpus = map[string][]badCase{
@@ -90,11 +94,18 @@ var corpus = map[string][]badCase{
 		{"conntrackd on an unknown NIC", []string{"ONEAPP_VNF_CONNTRACKD_ENABLED=YES", "ONEAPP_VNF_CONNTRACKD_INTERFACE=eth8"}, "ONEAPP_VNF_CONNTRACKD_INTERFACE"},
 		{"a service switch not a boolean", []string{"ONEAPP_VNF_NAT4_ENABLED=maybe"}, "ONEAPP_VNF_NAT4_ENABLED"},
 	},
-	// TODO(one-sdnat4, one-lvs, one-haproxy, one-wg): their cases.
+	"one-wg": {
+		{"not a boolean", []string{"ONEAPP_VNF_WG_ENABLED=oui"}, "ONEAPP_VNF_WG_ENABLED"},
+		{"port 0", []string{"ONEAPP_VNF_WG_LISTEN_PORT=0"}, "ONEAPP_VNF_WG_LISTEN_PORT"},
+		{"too many peers", []string{"ONEAPP_VNF_WG_PEERS=100000"}, "ONEAPP_VNF_WG_PEERS"},
+		{"subnet", []string{"ONEAPP_VNF_WG_SUBNET=169.254.33.0/33"}, "ONEAPP_VNF_WG_SUBNET"},
+		{"unknown NIC", []string{"ONEAPP_VNF_WG_INTERFACE_OUT=eth9"}, "ONEAPP_VNF_WG_INTERFACE_OUT"},
+		{"device name with a shell", []string{"ONEAPP_VNF_WG_DEVICE=wg0;reboot"}, "ONEAPP_VNF_WG_DEVICE"},
+	},
+	// TODO(one-sdnat4, one-lvs, one-haproxy): their cases.
 	"one-sdnat4":  nil,
 	"one-lvs":     nil,
 	"one-haproxy": nil,
-	"one-wg":      nil,
 }
 
 // secrets must never appear in a message, even in the one refusing them.
