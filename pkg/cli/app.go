@@ -224,7 +224,8 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 					rep.Drift = []string{}
 				}
 				rep.OpenRC = openRCState(ctx, rt, info.Name)
-				if err == nil && rep.OpenRC == string(openrc.Stopped) && !info.EveryRouter {
+				if err == nil && rep.OpenRC == string(openrc.Stopped) && !info.EveryRouter &&
+					openRCState(ctx, rt, FailoverService) == string(openrc.Started) {
 					rep = stoppedReport(rep)
 				}
 				rep.LastErrors = rt.LastErrors(info.Name)
@@ -426,10 +427,15 @@ type reported struct{ err error }
 func (r *reported) Error() string { return r.err.Error() }
 func (r *reported) Unwrap() error { return r.err }
 
-// stoppedReport judges a service OpenRC has stopped against nothing
-// applied: on a backup router one-failover keeps every data-plane service
-// stopped, and a healthy backup has no drift. Whether the service should
-// run here is one-failover's status to say.
+// FailoverService is the daemon that starts and stops the data-plane
+// services on the VRRP master.
+const FailoverService = "one-failover"
+
+// stoppedReport judges a service OpenRC has stopped, while one-failover
+// runs, against nothing applied: on a backup router one-failover keeps every
+// data-plane service stopped, and a healthy backup has no drift. Whether the
+// service should run here is one-failover's status to say. (Without
+// one-failover, a stopped service the context enables is drift.)
 func stoppedReport(rep Report) Report {
 	if rep.Enabled {
 		rep.Details = append(rep.Details, "stopped in OpenRC: compared with nothing applied (one-failover starts it on the VRRP master only)")
