@@ -165,7 +165,10 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		}
 	}
 	defer func() { _ = rt.Root.Remove(StatePath) }()
-	load := func() ([]NICConfig, error) {
+	load := func() (cfgs []NICConfig, err error) {
+		// status shows a configuration the daemon could not take on a
+		// reload (SIGHUP) until one is taken.
+		defer func() { rt.RecordError("reload", err) }()
 		data, err := rt.Root.ReadFile(ConfigPath)
 		if err != nil {
 			return nil, fmt.Errorf("reading configuration: %w", err)
@@ -174,7 +177,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		if err != nil {
 			return nil, err
 		}
-		cfgs, err := LoadConfig(data, ps)
+		cfgs, err = LoadConfig(data, ps)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s: %w", ConfigPath, err)
 		}
