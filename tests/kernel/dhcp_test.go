@@ -153,7 +153,9 @@ func TestDHCP(t *testing.T) {
 	must(priv.Attach(r, "eth1", "10.0.0.1/24"))
 	must(r.WriteFile("/run/one-context/one_env", []byte(dhcpContext), 0o400))
 	vm := newDHCPVM(t, l, priv, "vm", "02:00:0a:00:00:0c")
-	other := newDHCPVM(t, l, priv, "other", "52:54:00:12:34:56")
+	// A cloud NIC whose MAC2IP address (10.0.1.0) is not on this network.
+	other := newDHCPVM(t, l, priv, "other", "02:00:0a:00:01:00")
+	foreign := newDHCPVM(t, l, priv, "foreign", "52:54:00:12:34:56")
 	d := dhcpRouter(t, l, r)
 
 	want := map[string]string{"ip": "10.0.0.12", "subnet": "255.255.255.0", "router": "10.0.0.1", "dns": "9.9.9.9",
@@ -162,12 +164,20 @@ func TestDHCP(t *testing.T) {
 		vm.mustLease(t, want)
 	})
 	var dynamic string
-	t.Run("another MAC gets a dynamic address from the top of the pool", func(t *testing.T) {
+	t.Run("a MAC2IP miss gets a dynamic address from the top of the pool", func(t *testing.T) {
 		dynamic = other.mustLease(t, map[string]string{"ip": "10.0.0.254", "router": "10.0.0.1"})["ip"]
+	})
+	t.Run("a MAC without the MAC2IP prefix gets no lease", func(t *testing.T) {
+		if got, err := foreign.lease("-t", "2"); err == nil {
+			t.Fatalf("52:54:00:12:34:56 got a lease: %v", got)
+		}
+		if !strings.Contains(d.Output(), "no lease: the MAC lacks the MAC2IP prefix 02:00") || d.Exited() {
+			t.Fatalf("server output:\n%s", d.Output())
+		}
 	})
 	t.Run("leases are written to the lease file", func(t *testing.T) {
 		b, err := r.ReadFile("/var/lib/one-appliance/dhcp4/leases-eth1.log")
-		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "52:54:00:12:34:56 10.0.0.254") {
+		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "02:00:0a:00:01:00 10.0.0.254") || strings.Contains(string(b), "52:54:00") {
 			t.Fatalf("lease file: %v\n%s", err, b)
 		}
 	})
@@ -268,7 +278,7 @@ export ONEAPP_VNF_DHCP4_ETH1_DNS="10.0.0.1 1.1.1.1"`, 1)
 		if _, err := lab.Run(context.Background(), r, lab.Bin("one-dhcp4v2"), "status"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 			t.Fatalf("status after stop: %v", err)
 		}
-		if _, err := vm.lease(); err == nil {
+		if _, err := vm.lease("-t", "2"); err == nil {
 			t.Fatal("a lease without a server")
 		}
 	})
@@ -362,5 +372,100 @@ func TestDHCPOpenRC(t *testing.T) {
 	log, err := s.r.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
 	if !strings.Contains(string(log), "msg=lease service=one-dhcp4v2 mac=02:00:0a:00:00:0c ip=10.0.0.12") {
 		t.Errorf("log lacks the lease: %v\n%s", err, log)
+	}
+}
+
+// udhcpcApplyScript configures the VM from its lease, as a DHCP client
+// does on a real VM: address, MTU, default route, and the nameservers
+// (written next to the script: a lab VM has no /etc of its own).
+const udhcpcApplyScript = `#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr flush dev "$interface"
+ip addr add "$ip/$mask" dev "$interface"
+[ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
+for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+: > "$0.resolv"
+for d in $dns; do echo "nameserver $d" >> "$0.resolv"; done
+{
+	echo "ip=$ip"
+	echo "router=$router"
+	echo "dns=$dns"
+	echo "mtu=$mtu"
+	echo "lease=$lease"
+} > "$0.out"
+`
+
+// TestDHCPVMResolves is the path of issue 6 end to end, both services
+// under OpenRC in one router instance and nothing set by hand (one-apps
+// #262, #270): the VM with MAC 02:00:0a:00:00:0c configures itself with
+// busybox udhcpc and gets 10.0.0.12, the router as gateway and as
+// nameserver (one-dns serves eth1, so it wins over the context's DNS), the
+// MTU and the lease time; from that configuration alone it resolves a
+// public name through the forwarder on the internet host and the router's
+// own ep0.eth0.vr. The public side is refused.
+func TestDHCPVMResolves(t *testing.T) {
+	d := newDNSTopology(t)
+	needDHCPTools(t)
+	// The VM forgets the topology's static address and route: DHCP sets them.
+	lab.MustRun(t, d.vm, "ip", "addr", "flush", "dev", "eth0")
+	lab.MustRun(t, d.vm, "ip", "link", "set", "eth0", "address", "02:00:0a:00:00:0c")
+	if err := d.router.Install("one-dhcp4v2"); err != nil {
+		t.Fatal(err)
+	}
+	d.setContext(t, dnsGuideContext+`export DNS="9.9.9.9"
+export ONEAPP_VNF_DHCP4_ENABLED="YES"
+export ONEAPP_VNF_DHCP4_INTERFACES="eth1"
+export ONEAPP_VNF_DHCP4_LEASE_TIME="1200"
+export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
+`)
+	for _, svc := range []string{"one-dns", "one-dhcp4v2"} {
+		if out, err := d.router.RC(svc, "start"); err != nil {
+			t.Fatalf("rc-service %s start: %v\n%s", svc, err, out)
+		}
+	}
+	script := filepath.Join(d.lab.Dir, "vm-apply.sh")
+	if err := os.WriteFile(script, []byte(udhcpcApplyScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vm := &dhcpVM{ns: d.vm, script: script}
+	var got map[string]string
+	if err := lab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		var err error
+		got, err = vm.lease()
+		return err
+	}); err != nil {
+		log, _ := d.router.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
+		t.Fatalf("no lease: %v\nlog:\n%s", err, log)
+	}
+	for k, w := range map[string]string{"ip": "10.0.0.12", "router": "10.0.0.1", "dns": "10.0.0.1", "mtu": "1400", "lease": "1200"} {
+		if got[k] != w {
+			t.Errorf("lease %s=%q, want %q (%v)", k, got[k], w, got)
+		}
+	}
+	// The VM runs on what the lease said.
+	if out := lab.MustRun(t, d.vm, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " inet 10.0.0.12/24 ") {
+		t.Errorf("VM address: %s", out)
+	}
+	if out := lab.MustRun(t, d.vm, "ip", "route", "show", "default"); !strings.Contains(out, "default via 10.0.0.1 dev eth0") {
+		t.Errorf("VM default route: %q", out)
+	}
+	if out := lab.MustRun(t, d.vm, "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(out) != "1400" {
+		t.Errorf("VM MTU: %s", out)
+	}
+	resolv, err := os.ReadFile(script + ".resolv")
+	if err != nil || strings.TrimSpace(string(resolv)) != "nameserver 10.0.0.1" {
+		t.Fatalf("nameservers from the lease (%v): %q", err, resolv)
+	}
+	ns := strings.TrimPrefix(strings.TrimSpace(string(resolv)), "nameserver ")
+	dnsExpect(t, d.vm, ns, "", dnsPublicName, dnsPublicAddr)
+	dnsExpect(t, d.vm, ns, "", "ep0.eth0.vr", "203.0.113.1")
+	// The public side: refused on the private address, no service on the
+	// public one.
+	dnsExpectStatus(t, d.inet, "10.0.0.1", "", dnsPublicName, "REFUSED")
+	dnsExpectSilence(t, d.inet, "203.0.113.1", dnsPublicName)
+	for _, svc := range []string{"one-dhcp4v2", "one-dns"} {
+		if out, err := d.router.RC(svc, "stop"); err != nil {
+			t.Fatalf("rc-service %s stop: %v\n%s", svc, err, out)
+		}
 	}
 }
