@@ -400,3 +400,27 @@ func mustSpecServer(f *testing.F) Server {
 	}
 	return s.Servers[0]
 }
+
+// newReply builds what dhcpv4.NewReplyFromRequest builds, byte for byte.
+func TestNewReplyMatchesLibrary(t *testing.T) {
+	relay := dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, []byte{1, 3, 'a', 'b', 'c'})
+	for name, mods := range map[string][]dhcpv4.Modifier{
+		"plain":     nil,
+		"broadcast": {dhcpv4.WithBroadcast(true)},
+		"relayed with agent information and client id": {dhcpv4.WithGatewayIP(net.ParseIP("10.0.0.5")), dhcpv4.WithOption(relay),
+			dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 0, 0x0a, 0, 0, 0, 0x0c}))},
+		"renewing": {dhcpv4.WithClientIP(net.ParseIP("10.0.0.12"))},
+	} {
+		req, err := dhcpv4.NewDiscovery(mustMAC("02:00:0a:00:00:0c"), mods...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := dhcpv4.NewReplyFromRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := newReply(req); !bytes.Equal(got.ToBytes(), want.ToBytes()) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got.Summary(), want.Summary())
+		}
+	}
+}
