@@ -16,7 +16,10 @@ import (
 type lastConn struct{ last []byte }
 
 func (c *lastConn) ReadFrom([]byte) (int, net.Addr, error) { return 0, nil, net.ErrClosed }
-func (c *lastConn) WriteTo(b []byte, _ *net.UDPAddr) error { c.last = append(c.last[:0], b...); return nil }
+func (c *lastConn) WriteTo(b []byte, _ *net.UDPAddr) error {
+	c.last = append(c.last[:0], b...)
+	return nil
+}
 func (c *lastConn) WriteUnicast(b []byte, _ net.HardwareAddr, _, _ net.IP) error {
 	c.last = append(c.last[:0], b...)
 	return nil
