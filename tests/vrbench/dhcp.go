@@ -9,13 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/hypercx/vrouter/pkg/dhcp4/onelease"
 	"github.com/hypercx/vrouter/tests/lab"
@@ -116,7 +114,7 @@ func benchDHCP(b *bench) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	probe, err := newRelayProbe(cli.Netns(), dhcpProbeAddr, dhcpServerAddr)
+	probe, err := newRelayProbe(cli, dhcpProbeAddr, dhcpServerAddr)
 	if err != nil {
 		return err
 	}
@@ -443,15 +441,15 @@ type relayProbe struct {
 	giaddr net.IP
 }
 
-func newRelayProbe(netns, local, server string) (*relayProbe, error) {
+func newRelayProbe(h lab.Host, local, server string) (*relayProbe, error) {
 	var conn *net.UDPConn
-	err := inNetns(netns, func() error {
+	err := lab.InNetns(h, func() error {
 		var err error
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(local), Port: dhcpv4.ServerPort})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the relay probe in %s: %w", netns, err)
+		return nil, fmt.Errorf("opening the relay probe in %s: %w", h.Netns(), err)
 	}
 	return &relayProbe{conn: conn, server: &net.UDPAddr{IP: net.ParseIP(server), Port: dhcpv4.ServerPort}, giaddr: net.ParseIP(local)}, nil
 }
@@ -485,37 +483,4 @@ func (p *relayProbe) waitOffer(hw net.HardwareAddr, timeout time.Duration) (net.
 		}
 	}
 	return nil, fmt.Errorf("no OFFER within %s", timeout)
-}
-
-// inNetns runs f on an OS thread moved into the named network namespace
-// (sockets f opens stay there), as the CNI plugins' ns package does. The
-// thread is put back; if that fails it is left locked, and Go ends it with
-// its goroutine.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", name, err)
-			return
-		}
-		err = f()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
