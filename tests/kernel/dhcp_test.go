@@ -3,9 +3,7 @@ package kernel
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,26 +26,14 @@ export ONEAPP_VNF_DHCP4_LEASE_TIME="1200"
 export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
 `
 
-// udhcpcScript records what busybox udhcpc was given.
-const udhcpcScript = `#!/bin/sh
-[ "$1" = bound ] || exit 0
-{
-	echo "ip=$ip"
-	echo "subnet=$subnet"
-	echo "router=$router"
-	echo "dns=$dns"
-	echo "mtu=$mtu"
-	echo "lease=$lease"
-	echo "serverid=$serverid"
-} > "$0.out"
-`
-
+// dhcpVM is a VM on a segment with busybox udhcpc as its DHCP client.
 type dhcpVM struct {
-	ns     *lab.Namespace
-	script string
+	ns *lab.Namespace
+	*lab.DHCPClient
 }
 
-// newDHCPVM attaches a VM with the given MAC to seg, without an address.
+// newDHCPVM attaches a VM with the given MAC to seg, without an address;
+// its client only reports the leases it gets.
 func newDHCPVM(t *testing.T, l *lab.Lab, seg *lab.Segment, name, mac string) *dhcpVM {
 	t.Helper()
 	ns, err := l.Host(name)
@@ -58,32 +44,15 @@ func newDHCPVM(t *testing.T, l *lab.Lab, seg *lab.Segment, name, mac string) *dh
 		t.Fatal(err)
 	}
 	lab.MustRun(t, ns, "ip", "link", "set", "eth0", "address", mac)
-	script := filepath.Join(l.Dir, name+"-udhcpc.sh")
-	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
+	c, err := l.DHCPClient(ns, "eth0", false)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &dhcpVM{ns: ns, script: script}
+	return &dhcpVM{ns: ns, DHCPClient: c}
 }
 
-// lease runs udhcpc once (up to 5 DISCOVERs a second apart) and returns
-// what it was given.
-func (v *dhcpVM) lease(extra ...string) (map[string]string, error) {
-	_ = os.Remove(v.script + ".out")
-	args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-O", "mtu", "-s", v.script}, extra...)
-	if out, err := lab.Run(context.Background(), v.ns, args...); err != nil {
-		return nil, fmt.Errorf("udhcpc: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(v.script + ".out")
-	if err != nil {
-		return nil, fmt.Errorf("udhcpc got no lease: %v", err)
-	}
-	got := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		k, val, _ := strings.Cut(line, "=")
-		got[k] = val
-	}
-	return got, nil
-}
+// lease runs the client once.
+func (v *dhcpVM) lease(extra ...string) (map[string]string, error) { return v.Lease(extra...) }
 
 func (v *dhcpVM) mustLease(t *testing.T, want map[string]string, extra ...string) map[string]string {
 	t.Helper()
@@ -375,26 +344,6 @@ func TestDHCPOpenRC(t *testing.T) {
 	}
 }
 
-// udhcpcApplyScript configures the VM from its lease, as a DHCP client
-// does on a real VM: address, MTU, default route, and the nameservers
-// (written next to the script: a lab VM has no /etc of its own).
-const udhcpcApplyScript = `#!/bin/sh
-[ "$1" = bound ] || exit 0
-ip addr flush dev "$interface"
-ip addr add "$ip/$mask" dev "$interface"
-[ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
-for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-: > "$0.resolv"
-for d in $dns; do echo "nameserver $d" >> "$0.resolv"; done
-{
-	echo "ip=$ip"
-	echo "router=$router"
-	echo "dns=$dns"
-	echo "mtu=$mtu"
-	echo "lease=$lease"
-} > "$0.out"
-`
-
 // TestDHCPVMResolves is the path of issue 6 end to end, both services
 // under OpenRC in one router instance and nothing set by hand (one-apps
 // #262, #270): the VM with MAC 02:00:0a:00:00:0c configures itself with
@@ -423,11 +372,11 @@ export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
 			t.Fatalf("rc-service %s start: %v\n%s", svc, err, out)
 		}
 	}
-	script := filepath.Join(d.lab.Dir, "vm-apply.sh")
-	if err := os.WriteFile(script, []byte(udhcpcApplyScript), 0o755); err != nil {
+	client, err := d.lab.DHCPClient(d.vm, "eth0", true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	vm := &dhcpVM{ns: d.vm, script: script}
+	vm := &dhcpVM{ns: d.vm, DHCPClient: client}
 	var got map[string]string
 	if err := lab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
 		var err error
@@ -452,11 +401,8 @@ export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
 	if out := lab.MustRun(t, d.vm, "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(out) != "1400" {
 		t.Errorf("VM MTU: %s", out)
 	}
-	resolv, err := os.ReadFile(script + ".resolv")
-	if err != nil || strings.TrimSpace(string(resolv)) != "nameserver 10.0.0.1" {
-		t.Fatalf("nameservers from the lease (%v): %q", err, resolv)
-	}
-	ns := strings.TrimPrefix(strings.TrimSpace(string(resolv)), "nameserver ")
+	// The VM asks the nameserver its lease named.
+	ns := got["dns"]
 	dnsExpect(t, d.vm, ns, "", dnsPublicName, dnsPublicAddr)
 	dnsExpect(t, d.vm, ns, "", "ep0.eth0.vr", "203.0.113.1")
 	// The public side: refused on the private address, no service on the

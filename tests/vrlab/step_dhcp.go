@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/hypercx/vrouter/tests/lab"
@@ -16,20 +14,6 @@ const (
 	dhcpVMMAC  = "02:00:0a:00:00:0d"
 	dhcpVMAddr = "10.0.0.13"
 )
-
-// udhcpcScript is what a VM's DHCP client does with a lease: address, MTU,
-// default route, nameservers (written next to the script: a lab VM has no
-// /etc of its own) and a record of the lease for the demo to show.
-const udhcpcScript = `#!/bin/sh
-[ "$1" = bound ] || exit 0
-ip addr flush dev "$interface"
-ip addr add "$ip/$mask" dev "$interface"
-[ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
-for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-: > "$0.resolv"
-for d in $dns; do echo "nameserver $d" >> "$0.resolv"; done
-echo "ip=$ip/$mask router=$router dns=$dns lease=$lease serverid=$serverid" > "$0.out"
-`
 
 // stepDHCP shows DHCP as one-failover runs it on the master (after the
 // failover step: the new master): a second VM on the private network, with
@@ -45,23 +29,11 @@ func stepDHCP(w *world, r *report) error {
 		return r.add("dhcp", "a master to ask", 0, err)
 	}
 	b := w.ha.Other(m)
-	script := filepath.Join(w.lab.Dir, "dhcpvm-udhcpc.sh")
 	var vm *lab.Namespace
-	lease := func(h lab.Host, tries string) (string, error) {
-		_ = os.Remove(script + ".out")
-		out, err := lab.Run(context.Background(), h, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", tries, "-T", "1", "-s", script)
-		if err != nil {
-			return "", fmt.Errorf("no lease: %v %s", err, out)
-		}
-		got, err := os.ReadFile(script + ".out")
-		return strings.TrimSpace(string(got)), err
-	}
+	var client *lab.DHCPClient
 	nameserver := ""
 	return r.all([]checkFunc{
 		{"dhcp", "a second VM joins the private network: MAC " + dhcpVMMAC + ", no address", func() error {
-			if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
-				return err
-			}
 			var err error
 			if vm, err = w.lab.Host("vm2"); err != nil {
 				return err
@@ -69,7 +41,11 @@ func stepDHCP(w *world, r *report) error {
 			if err := w.ha.Private.Attach(vm, "eth0"); err != nil {
 				return err
 			}
-			_, err = lab.Run(context.Background(), vm, "ip", "link", "set", "eth0", "address", dhcpVMMAC)
+			if _, err = lab.Run(context.Background(), vm, "ip", "link", "set", "eth0", "address", dhcpVMMAC); err != nil {
+				return err
+			}
+			// Its DHCP client configures the interface from the lease.
+			client, err = w.lab.DHCPClient(vm, "eth0", true)
 			return err
 		}},
 		{"dhcp", m.Role + " runs one-dhcp4v2 (started by one-failover), " + b.Role + " (backup) does not", func() error {
@@ -79,31 +55,32 @@ func stepDHCP(w *world, r *report) error {
 			return serving(b, []string{"one-dhcp4v2"}, false)
 		}},
 		{"dhcp", "VM: udhcpc gets " + dhcpVMAddr + "/24, router, DNS and server 10.0.0.1 (the VIP)", func() error {
-			if vm == nil {
+			if client == nil {
 				return fmt.Errorf("no VM")
 			}
-			got, err := lease(vm, "5")
+			got, err := client.Lease()
 			if err != nil {
 				return err
 			}
-			fmt.Printf("           lease: %s\n", got)
-			want := "ip=" + dhcpVMAddr + "/24 router=10.0.0.1 dns=10.0.0.1 lease=3600 serverid=10.0.0.1"
-			if got != want {
-				return fmt.Errorf("lease %q, want %q", got, want)
+			fmt.Printf("           lease: %s/%s router %s dns %s lease %ss server %s\n", got["ip"], got["mask"], got["router"], got["dns"], got["lease"], got["serverid"])
+			want := map[string]string{"ip": dhcpVMAddr, "mask": "24", "router": "10.0.0.1", "dns": "10.0.0.1", "lease": "3600", "serverid": "10.0.0.1"}
+			for k, v := range want {
+				if got[k] != v {
+					return fmt.Errorf("lease %s=%q, want %q", k, got[k], v)
+				}
 			}
+			nameserver = got["dns"]
 			return nil
 		}},
-		{"dhcp", "VM runs on the lease: its address, default route via 10.0.0.1, nameserver", func() error {
+		{"dhcp", "VM runs on the lease: its address and default route via 10.0.0.1", func() error {
 			if vm == nil {
 				return fmt.Errorf("no VM")
 			}
 			addr, _ := lab.Run(context.Background(), vm, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
 			route, _ := lab.Run(context.Background(), vm, "ip", "route", "show", "default")
-			resolv, err := os.ReadFile(script + ".resolv")
-			if !strings.Contains(addr, " inet "+dhcpVMAddr+"/24 ") || !strings.Contains(route, "default via 10.0.0.1 dev eth0") || err != nil {
-				return fmt.Errorf("address %q, route %q, nameservers %q (%v)", addr, route, resolv, err)
+			if !strings.Contains(addr, " inet "+dhcpVMAddr+"/24 ") || !strings.Contains(route, "default via 10.0.0.1 dev eth0") {
+				return fmt.Errorf("address %q, route %q", addr, route)
 			}
-			nameserver = strings.TrimPrefix(strings.TrimSpace(string(resolv)), "nameserver ")
 			fmt.Printf("           %s; %s", strings.Join(strings.Fields(addr)[1:4], " "), route)
 			return nil
 		}},
@@ -136,8 +113,12 @@ func stepDHCP(w *world, r *report) error {
 			if _, err := lab.Run(context.Background(), other, "ip", "link", "set", "eth0", "address", "52:54:00:12:34:56"); err != nil {
 				return err
 			}
-			if got, err := lease(other, "2"); err == nil {
-				return fmt.Errorf("it got a lease: %s", got)
+			c, err := w.lab.DHCPClient(other, "eth0", false)
+			if err != nil {
+				return err
+			}
+			if got, err := c.Lease("-t", "2"); err == nil {
+				return fmt.Errorf("it got a lease: %v", got)
 			}
 			return nil
 		}},
