@@ -73,6 +73,9 @@ type dhcpLevel struct {
 	sent, acked, drops   int
 	achieved             float64 // acknowledged 4-way exchanges per second of the test period
 	doDelayMs, raDelayMs string
+	// sockDrops are the datagrams the kernel dropped because the server's
+	// socket was full: the server's share of the drops.
+	sockDrops int
 }
 
 func (lv dhcpLevel) clean() bool {
@@ -138,7 +141,7 @@ func benchDHCP(b *bench) error {
 	errs := map[string]error{}
 	for i, s := range servers {
 		fmt.Printf("  %s: %s\n", s.name, s.note)
-		lvs, err := dhcpLadder(s, cli, probe, filepath.Join(dir, fmt.Sprintf("server%d", i)))
+		lvs, err := dhcpLadder(s, srv, cli, probe, filepath.Join(dir, fmt.Sprintf("server%d", i)))
 		results[s.name], errs[s.name] = lvs, err
 		if err != nil {
 			fmt.Printf("    %s: %v\n", s.name, err)
@@ -206,7 +209,7 @@ func orNone(s string) string {
 // dhcpLadder takes s through dhcpRates, a fresh instance for each, until it
 // saturates: a rate with drops whose throughput is no better than the
 // previous one's.
-func dhcpLadder(s dhcpServer, cli *lab.Namespace, probe *relayProbe, dir string) ([]dhcpLevel, error) {
+func dhcpLadder(s dhcpServer, srv, cli *lab.Namespace, probe *relayProbe, dir string) ([]dhcpLevel, error) {
 	var out []dhcpLevel
 	for i, rate := range dhcpRates {
 		d := filepath.Join(dir, strconv.Itoa(rate))
@@ -225,18 +228,39 @@ func dhcpLadder(s dhcpServer, cli *lab.Namespace, probe *relayProbe, dir string)
 			return out, fmt.Errorf("not answering: %v: %s", err, tail(p.Output()))
 		}
 		lv, err := perfdhcp(cli, rate, s.perfArgs)
+		lv.sockDrops = udpDrops(srv, dhcpv4.ServerPort)
 		p.Stop()
 		if err != nil {
 			return out, err
 		}
-		fmt.Printf("    offered %5d/s: done %7.1f/s, %6d sent, %6d acknowledged, %5d drops, delay DO %s RA %s\n",
-			rate, lv.achieved, lv.sent, lv.acked, lv.drops, lv.doDelayMs, lv.raDelayMs)
+		fmt.Printf("    offered %5d/s: done %7.1f/s, %6d sent, %6d acknowledged, %5d drops (%d in the server's socket), delay DO %s RA %s\n",
+			rate, lv.achieved, lv.sent, lv.acked, lv.drops, lv.sockDrops, lv.doDelayMs, lv.raDelayMs)
 		out = append(out, lv)
 		if n := len(out); !lv.clean() && n > 1 && lv.achieved <= 1.05*out[n-2].achieved {
 			break
 		}
 	}
 	return out, nil
+}
+
+// udpDrops sums the receive drops of h's UDP sockets bound to port (the
+// last column of /proc/net/udp).
+func udpDrops(h lab.Host, port int) int {
+	out, err := lab.Run(context.Background(), h, "cat", "/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, l := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 13 || !strings.HasSuffix(f[1], suffix) {
+			continue
+		}
+		d, _ := strconv.Atoi(f[len(f)-1])
+		n += d
+	}
+	return n
 }
 
 func tail(s string) string {
