@@ -74,8 +74,9 @@ type dhcpLevel struct {
 	achieved             float64 // acknowledged 4-way exchanges per second of the test period
 	doDelayMs, raDelayMs string
 	// sockDrops are the datagrams the kernel dropped because the server's
-	// socket was full: the server's share of the drops.
-	sockDrops int
+	// socket was full: the server's share of the drops; clientDrops those
+	// perfdhcp's socket dropped (sampled while it runs: a lower bound).
+	sockDrops, clientDrops int
 }
 
 func (lv dhcpLevel) clean() bool {
@@ -211,36 +212,74 @@ func orNone(s string) string {
 // previous one's.
 func dhcpLadder(s dhcpServer, srv, cli *lab.Namespace, probe *relayProbe, dir string) ([]dhcpLevel, error) {
 	var out []dhcpLevel
-	for i, rate := range dhcpRates {
-		d := filepath.Join(dir, strconv.Itoa(rate))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return out, err
+	for _, rate := range dhcpRates {
+		// A rate with drops is run once more, for every server alike: on a
+		// shared machine a burst of other work can starve the load
+		// generator (its drops then show none in the server's socket). The
+		// better run counts.
+		var lv dhcpLevel
+		for try := 0; try < 2; try++ {
+			d := filepath.Join(dir, fmt.Sprintf("%d-%d", rate, try))
+			x, err := dhcpRun(s, srv, cli, probe, d, rate)
+			if err != nil {
+				return out, err
+			}
+			fmt.Printf("    offered %5d/s: done %7.1f/s, %6d sent, %6d acknowledged, %5d drops (%d in the server's socket, >= %d in perfdhcp's), delay DO %s RA %s\n",
+				rate, x.achieved, x.sent, x.acked, x.drops, x.sockDrops, x.clientDrops, x.doDelayMs, x.raDelayMs)
+			if try == 0 || x.clean() || (!lv.clean() && x.achieved > lv.achieved) {
+				lv = x
+			}
+			if lv.clean() {
+				break
+			}
 		}
-		p, err := s.start(d)
-		if err != nil {
-			return out, err
-		}
-		// A relayed DISCOVER answered: the server is up. The probe's MAC
-		// carries the MAC2IP prefix (a miss: 11.0.0.x is not on this
-		// network), so every server and mode answers it.
-		if _, err := probe.waitOffer(net.HardwareAddr{0x02, 0x00, 0x0b, 0x00, 0x00, byte(i)}, 10*time.Second); err != nil {
-			p.Stop()
-			return out, fmt.Errorf("not answering: %v: %s", err, tail(p.Output()))
-		}
-		lv, err := perfdhcp(cli, rate, s.perfArgs)
-		lv.sockDrops = udpDrops(srv, dhcpv4.ServerPort)
-		p.Stop()
-		if err != nil {
-			return out, err
-		}
-		fmt.Printf("    offered %5d/s: done %7.1f/s, %6d sent, %6d acknowledged, %5d drops (%d in the server's socket), delay DO %s RA %s\n",
-			rate, lv.achieved, lv.sent, lv.acked, lv.drops, lv.sockDrops, lv.doDelayMs, lv.raDelayMs)
 		out = append(out, lv)
 		if n := len(out); !lv.clean() && n > 1 && lv.achieved <= 1.05*out[n-2].achieved {
 			break
 		}
 	}
 	return out, nil
+}
+
+// dhcpRun starts a fresh instance of s, waits until it answers and loads
+// it with perfdhcp at rate.
+func dhcpRun(s dhcpServer, srv, cli *lab.Namespace, probe *relayProbe, dir string, rate int) (dhcpLevel, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return dhcpLevel{}, err
+	}
+	p, err := s.start(dir)
+	if err != nil {
+		return dhcpLevel{}, err
+	}
+	defer p.Stop()
+	// A relayed DISCOVER answered: the server is up. The probe's MAC
+	// carries the MAC2IP prefix (a miss: 11.0.0.x is not on this
+	// network), so every server and mode answers it.
+	if _, err := probe.waitOffer(net.HardwareAddr{0x02, 0x00, 0x0b, 0x00, byte(rate >> 8), byte(rate)}, 10*time.Second); err != nil {
+		return dhcpLevel{}, fmt.Errorf("not answering: %v: %s", err, tail(p.Output()))
+	}
+	// perfdhcp's socket lives as long as it runs: sample its drops.
+	done := make(chan struct{})
+	sampled := make(chan int, 1)
+	go func() {
+		most := 0
+		for {
+			if n := udpDrops(cli, dhcpv4.ServerPort); n > most {
+				most = n
+			}
+			select {
+			case <-done:
+				sampled <- most
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	lv, err := perfdhcp(cli, rate, s.perfArgs)
+	close(done)
+	lv.clientDrops = <-sampled
+	lv.sockDrops = udpDrops(srv, dhcpv4.ServerPort)
+	return lv, err
 }
 
 // udpDrops sums the receive drops of h's UDP sockets bound to port (the
@@ -490,6 +529,14 @@ func (p *relayProbe) waitOffer(hw net.HardwareAddr, timeout time.Duration) (net.
 	pkt := d.ToBytes()
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 1500)
+	// Answers to an earlier call's repeated DISCOVERs are still queued:
+	// drop them, so that they never fill the socket.
+	_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+	for {
+		if _, _, err := p.conn.ReadFromUDP(buf); err != nil {
+			break
+		}
+	}
 	for time.Now().Before(deadline) {
 		if _, err := p.conn.WriteToUDP(pkt, p.server); err != nil {
 			return nil, err
