@@ -81,6 +81,7 @@ func main() {
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
 		{"dhcp", benchDHCP},
+		{"wg", benchWG},
 	}
 	failed := false
 	for _, g := range groups {
