@@ -25,6 +25,7 @@ export ONEAPP_VNF_DNS_NAMESERVERS="203.0.113.100"
 export ONEAPP_VNF_DHCP4_ENABLED="YES"
 export ONEAPP_VNF_DHCP4_INTERFACES="eth1"
 export ONEAPP_VNF_DHCP4_ETH1="10.0.0.0/24:10.0.0.100-10.0.0.199"
+export ONEAPP_VNF_DHCP4_MAC2IP_ENABLED="NO"
 `
 
 // fault is one fault injected into the running appliance, with the outcome
@@ -125,11 +126,12 @@ func converged(t *testing.T, r *lab.Router, svc string) {
 	}
 }
 
-// lease asks for a DHCP lease from the VM.
-func lease(t *testing.T, vm lab.Host) {
+// lease asks for a DHCP lease from the VM (served by the master m).
+func lease(t *testing.T, vm lab.Host, m *lab.Router) {
 	t.Helper()
 	if out, err := lab.Run(context.Background(), vm, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", "/bin/true"); err != nil {
-		t.Fatalf("no DHCP lease: %v %s", err, out)
+		log, _ := m.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
+		t.Fatalf("no DHCP lease: %v %s\n--- %s one-dhcp4v2.log:\n%s", err, out, m.Role, tail(string(log), 30))
 	}
 }
 
@@ -176,7 +178,7 @@ func faultServiceKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 		converged(t, m, c.svc)
 		only(t, m, before, m.Starts(), "pid:"+c.comm)
 	}
-	lease(t, a.VMs[0])
+	lease(t, a.VMs[0], m)
 	if got := resolve(a.VMs[0], "ep0.eth1.vr"); got != lab.PrivateVIP {
 		t.Fatalf("ep0.eth1.vr resolves to %q", got)
 	}
@@ -372,7 +374,7 @@ func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 	}
 	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
-	lease(t, a.VMs[0])
+	lease(t, a.VMs[0], b)
 }
 
 // movedTo waits until b alone holds the VIPs.
