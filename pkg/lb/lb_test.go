@@ -275,7 +275,7 @@ func TestDynamicInvalidSkippedNamingTheVM(t *testing.T) {
 		return Object{VM: 50, Attrs: m}
 	}
 	cases := map[string]Object{
-		"ONEGATE_LB0_IP is not set":                                                 base("ONEGATE_LB0_IP", ""),
+		"ONEGATE_LB0_IP is not set": base("ONEGATE_LB0_IP", ""),
 		"ONEGATE_LB0_IP: not an IPv4 address or a placeholder of this router":       base("ONEGATE_LB0_IP", "<ETH9_EP0>"),
 		"ONEGATE_LB0_PORT: not a port 1-65535":                                      base("ONEGATE_LB0_PORT", "80 "+"\n"+"x"),
 		"ONEGATE_LB0_SERVER_HOST is not set":                                        base("ONEGATE_LB0_SERVER_HOST", ""),
