@@ -4,7 +4,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/onegate"
 )
 
 // Defaults of the user guide.
@@ -28,6 +30,9 @@ type Config struct {
 	OneGate   bool
 	Refresh   time.Duration
 	Discovery Discovery
+	// Gate is how to reach OneGate; nil when dynamic servers are off or the
+	// context has no ONEGATE_ENDPOINT.
+	Gate *onegate.Config
 	// LBs are the static LBs, by index.
 	LBs []LB
 	// Ignored are set variables that have no effect for this family.
@@ -41,10 +46,10 @@ type Config struct {
 	SkippedNICs []string
 }
 
-// FromContext parses the family's variables. A disabled family reads only
-// its switch: stale LB variables of a disabled service never fail a
-// recontextualization.
-func (f Family) FromContext(env onecontext.Env, vars Vars) (Config, error) {
+// FromContext parses the family's variables (root is where the OneGate
+// token file is looked for). A disabled family reads only its switch: stale
+// LB variables of a disabled service never fail a recontextualization.
+func (f Family) FromContext(env onecontext.Env, root fsroot.Root, vars Vars) (Config, error) {
 	var errs []error
 	collect := func(err error) {
 		if err != nil {
@@ -63,6 +68,15 @@ func (f Family) FromContext(env onecontext.Env, vars Vars) (Config, error) {
 	collect(err)
 	c.Discovery, err = DiscoveryFromContext(env)
 	collect(err)
+	if c.OneGate {
+		g, err := onegate.ConfigFromContext(env, root)
+		switch {
+		case err == nil:
+			c.Gate = &g
+		case !errors.Is(err, onegate.ErrNotConfigured):
+			collect(err)
+		}
+	}
 	c.Topology, err = env.Topology()
 	if err != nil {
 		return Config{}, errors.Join(append(errs, err)...)

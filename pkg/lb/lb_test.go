@@ -66,7 +66,7 @@ func TestStaticGuideLVS(t *testing.T) {
 		"ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.104", "ONEAPP_VNF_LB0_SERVER0_PORT=8080",
 		"ONEAPP_VNF_LB0_SERVER1_HOST=172.20.0.105", "ONEAPP_VNF_LB0_SERVER1_PORT=8080",
 	)
-	cfg, err := lvs.FromContext(env, lvsVars)
+	cfg, err := lvs.FromContext(env, "/nonexistent", lvsVars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStaticAllPortsAndUnboundedIndexes(t *testing.T) {
 		"ONEAPP_VNF_LB12_SERVER2_PORT=", "ONEAPP_VNF_LB12_PROTOCOL=",
 		"ONEAPP_VNF_LB_TIMEOUT=5", "ONEAPP_VNF_LB12_TIMEOUT=5",
 	)
-	cfg, err := lvs.FromContext(env, lvsVars)
+	cfg, err := lvs.FromContext(env, "/nonexistent", lvsVars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestStaticErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := c.fam.FromContext(envOf(append([]string{c.vars.Enabled + "=YES"}, c.env...)...), c.vars)
+			_, err := c.fam.FromContext(envOf(append([]string{c.vars.Enabled + "=YES"}, c.env...)...), "/nonexistent", c.vars)
 			var ve *onecontext.VarError
 			if !errors.As(err, &ve) {
 				t.Fatalf("want a VarError, got %v", err)
@@ -163,11 +163,11 @@ func TestStaticErrors(t *testing.T) {
 }
 
 func TestDisabledReadsOnlyItsSwitch(t *testing.T) {
-	cfg, err := lvs.FromContext(envOf("ONEAPP_VNF_LB0_PORT=bogus"), lvsVars)
+	cfg, err := lvs.FromContext(envOf("ONEAPP_VNF_LB0_PORT=bogus"), "/nonexistent", lvsVars)
 	if err != nil || cfg.Enabled {
 		t.Fatalf("%+v %v", cfg, err)
 	}
-	if _, err := lvs.FromContext(envOf("ONEAPP_VNF_LB_ENABLED=maybe"), lvsVars); err == nil {
+	if _, err := lvs.FromContext(envOf("ONEAPP_VNF_LB_ENABLED=maybe"), "/nonexistent", lvsVars); err == nil {
 		t.Fatal("a bad switch must fail")
 	}
 }
@@ -178,7 +178,7 @@ func TestManagementVIPAllowedForAPort(t *testing.T) {
 	cfg, err := hap.FromContext(envOf("ONEAPP_VNF_HAPROXY_ENABLED=YES", "ONEAPP_VNF_HAPROXY_INTERFACES=eth1",
 		"ONEAPP_VNF_HAPROXY_LB0_IP=<ETH2_VIP0>", "ONEAPP_VNF_HAPROXY_LB0_PORT=8443",
 		"ONEAPP_VNF_HAPROXY_LB1_IP=<ETH0_VIP0>", "ONEAPP_VNF_HAPROXY_LB1_PORT=80",
-		"ONEAPP_VNF_HAPROXY_LB0_PROTOCOL=TCP"), hapVars)
+		"ONEAPP_VNF_HAPROXY_LB0_PROTOCOL=TCP"), "/nonexistent", hapVars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func staticLVS(t *testing.T, extra ...string) Config {
 	cfg, err := lvs.FromContext(envOf(append([]string{"ONEAPP_VNF_LB_ENABLED=YES", "ONEAPP_VNF_LB_ONEGATE_ENABLED=YES", "VROUTER_ID=3",
 		"ONEAPP_VNF_LB0_IP=<ETH0_EP0>", "ONEAPP_VNF_LB0_PORT=80",
 		"ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.104", "ONEAPP_VNF_LB0_SERVER0_PORT=8080",
-		"ONEAPP_VNF_LB1_IP=10.0.1.1", "ONEAPP_VNF_LB1_PROTOCOL=UDP"}, extra...)...), lvsVars)
+		"ONEAPP_VNF_LB1_IP=10.0.1.1", "ONEAPP_VNF_LB1_PROTOCOL=UDP"}, extra...)...), "/nonexistent", lvsVars)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,8 +424,10 @@ func TestLoop(t *testing.T) {
 	reload := make(chan struct{})
 	disabled := cfg
 	disabled.Enabled = false
-	l := &Loop{
+	cfg.Gate = &onegate.Config{}
+	l := &Loop[Config]{
 		Family: lvs,
+		Config: func(c Config) Config { return c },
 		Client: func(Config) (OneGate, error) { return g, nil },
 		Apply: func(_ context.Context, c Config, r Result) error {
 			if !c.Enabled {

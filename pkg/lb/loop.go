@@ -107,24 +107,26 @@ func (b *Backends) logSkips(skips []Skip) {
 	b.skips = now
 }
 
-// Loop is the refresh loop of a daemon (one-lvs, one-haproxy): it applies
-// the LBs at once, then every refresh interval, and again with a new context
-// on every reload signal.
-type Loop struct {
+// Loop is the refresh loop of a daemon (one-lvs, one-haproxy) whose parsed
+// context is an S: it applies the LBs at once, then every refresh interval,
+// and again with a new context on every reload signal.
+type Loop[S any] struct {
 	Family Family
 	Log    *slog.Logger
-	// Client returns the OneGate client for a configuration (nil, nil when
-	// it has none).
+	// Config returns the family's part of a parsed context.
+	Config func(S) Config
+	// Client returns the OneGate client for a configuration whose Gate is
+	// set (nil: onegate.New).
 	Client func(Config) (OneGate, error)
-	// Apply converges the system to the LBs (nil when the family is
+	// Apply converges the system (res is empty when the family is
 	// disabled: tear down). It is called on every refresh and must change
 	// nothing when nothing changed.
-	Apply func(ctx context.Context, cfg Config, res Result) error
+	Apply func(ctx context.Context, spec S, res Result) error
 	// Load reads the context again (on a reload signal).
-	Load   func() (Config, error)
+	Load   func() (S, error)
 	Reload <-chan struct{}
-	// FirstFetch bounds the first OneGate fetch so a slow OneGate never
-	// delays serving the static backends for long (default 2 s).
+	// FirstFetch bounds the first OneGate fetch after a start or a reload,
+	// so a slow OneGate never delays serving for long (default 2 s).
 	FirstFetch time.Duration
 	// OnApplied, when set, sees every apply (tests, benchmarks).
 	OnApplied func(Result, error)
@@ -132,7 +134,7 @@ type Loop struct {
 
 // Run loops until ctx ends. A failed apply is logged and retried at the
 // next refresh; a context that fails to load keeps the last good one.
-func (l *Loop) Run(ctx context.Context, cfg Config) error {
+func (l *Loop[S]) Run(ctx context.Context, spec S) error {
 	log := l.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -158,12 +160,18 @@ func (l *Loop) Run(ctx context.Context, cfg Config) error {
 			log.Warn("dynamic backends are enabled but there is nothing to discover them from", "why", c.Discovery.Why)
 			return
 		}
-		cl, err := l.Client(c)
+		if c.Gate == nil {
+			log.Warn("dynamic backends are enabled but OneGate is not configured (ONEGATE_ENDPOINT): static backends only")
+			return
+		}
+		newClient := l.Client
+		if newClient == nil {
+			newClient = func(c Config) (OneGate, error) { return onegate.New(*c.Gate, log) }
+		}
+		cl, err := newClient(c)
 		switch {
 		case err != nil:
 			log.Error("OneGate client", "err", err)
-		case cl == nil:
-			log.Warn("dynamic backends are enabled but OneGate is not configured (ONEGATE_ENDPOINT): static backends only")
 		default:
 			b.Client = cl
 			log.Info("dynamic backends from OneGate", "api", string(c.Discovery.API), "why", c.Discovery.Why, "refresh", c.Refresh)
@@ -172,12 +180,15 @@ func (l *Loop) Run(ctx context.Context, cfg Config) error {
 	lastErr := ""
 	apply := func(timeout time.Duration) {
 		var res Result
-		if cfg.Enabled {
+		if cfg := l.Config(spec); cfg.Enabled {
 			fctx, cancel := context.WithTimeout(ctx, timeout)
 			res = b.Resolve(fctx, cfg)
 			cancel()
 		}
-		err := l.Apply(ctx, cfg, res)
+		err := l.Apply(ctx, spec, res)
+		if ctx.Err() != nil {
+			return
+		}
 		if l.OnApplied != nil {
 			l.OnApplied(res, err)
 		}
@@ -192,9 +203,9 @@ func (l *Loop) Run(ctx context.Context, cfg Config) error {
 			lastErr = err.Error()
 		}
 	}
-	setup(cfg)
+	setup(l.Config(spec))
 	apply(first)
-	refresh := cfg.Refresh
+	refresh := l.Config(spec).Refresh
 	if refresh <= 0 {
 		refresh = DefaultRefresh
 	}
@@ -212,7 +223,8 @@ func (l *Loop) Run(ctx context.Context, cfg Config) error {
 				log.Error("reloading the context failed; keeping the last good one", "err", err)
 				continue
 			}
-			cfg = next
+			spec = next
+			cfg := l.Config(spec)
 			setup(cfg)
 			log.Info("context reloaded", "enabled", cfg.Enabled, "lbs", len(cfg.LBs), "onegate", cfg.OneGate)
 			apply(first)
@@ -234,4 +246,22 @@ func Describe(lbs []LB) string {
 		return "none"
 	}
 	return strings.Join(out, ", ")
+}
+
+// ResolveOnce returns cfg's LBs with the dynamic servers OneGate reports at
+// this moment, for render and status: a short bounded query, and the static
+// LBs alone when OneGate is off, not configured or does not answer.
+func ResolveOnce(ctx context.Context, f Family, cfg Config, log *slog.Logger) Result {
+	b := &Backends{Family: f, Log: log}
+	if cfg.Enabled && cfg.OneGate && cfg.Gate != nil && cfg.Discovery.API != APINone {
+		g := *cfg.Gate
+		g.Timeout, g.Attempts = 3*time.Second, 2
+		if c, err := onegate.New(g, log); err == nil {
+			defer c.Close()
+			b.Client = c
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	defer cancel()
+	return b.Resolve(ctx, cfg)
 }

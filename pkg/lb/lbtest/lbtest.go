@@ -1,0 +1,37 @@
+// Package lbtest helps the golden tests of one-lvs and one-haproxy render
+// dynamic backends: a context whose ONEGATE_ENDPOINT is "sim" gets a OneGate
+// simulator serving the standard fixtures (tests/onegatesim/testdata), with
+// the case's own documents from testdata/onegate/<case>/ on top.
+package lbtest
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
+)
+
+// Env returns env with ONEGATE_ENDPOINT=sim replaced by the URL of a
+// simulator that lives until the test ends.
+func Env(t *testing.T, name string, env onecontext.Env) onecontext.Env {
+	t.Helper()
+	if env.Get("ONEGATE_ENDPOINT") != "sim" {
+		return env
+	}
+	dir := t.TempDir()
+	if err := sim.CopyFixtures(sim.Fixtures(), dir); err != nil {
+		t.Fatal(err)
+	}
+	own := filepath.Join("testdata", "onegate", name)
+	if _, err := os.Stat(own); err == nil {
+		if err := sim.CopyFixtures(own, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(sim.New(dir, env.Get("TOKENTXT")))
+	t.Cleanup(srv.Close)
+	return env.With("ONEGATE_ENDPOINT=" + srv.URL)
+}
