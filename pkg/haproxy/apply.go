@@ -252,7 +252,7 @@ func (h HAProxy) waitReady(ctx context.Context, oldPid int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for haproxy to run the new configuration (see /var/log/messages): %w", err)
+			return fmt.Errorf("waiting for haproxy to run the new configuration (see /var/log/haproxy.log): %w", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
