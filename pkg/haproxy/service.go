@@ -2,12 +2,9 @@ package haproxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
@@ -118,7 +115,7 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 	warn(rt, sp)
 	h := s.haproxy(rt)
 	d := Desired{Main: MainConfig(), Servers: EmptyServers()}
-	unlock, err := lock(rt.Root)
+	unlock, err := lb.Lock(rt.Root, LockFile, "one-haproxy")
 	if err != nil {
 		// The daemon runs: keep its servers.cfg.
 		if d.Servers, err = rt.Root.ReadFile(ServersFile); err != nil {
@@ -144,23 +141,13 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lock(rt.Root)
+	unlock, err := lb.Lock(rt.Root, LockFile, "one-haproxy")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopHangups := lb.Hangups()
+	defer stopHangups()
 	h := s.haproxy(rt)
 	loop := &lb.Loop[Spec]{
 		Family: Family,
@@ -178,25 +165,11 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			}
 			return err
 		},
-		Load: func() (Spec, error) {
-			if rt.LoadEnv == nil {
-				return Spec{}, errors.New("no way to read the context again")
-			}
-			env, warnings, err := rt.LoadEnv()
-			if err != nil {
-				return Spec{}, err
-			}
-			for _, w := range warnings {
-				rt.Log.Warn(w)
-			}
-			next := *rt
-			next.Env = env
-			sp, err := spec(&next)
-			if err == nil && sp.Enabled {
+		Load: lb.Reloader(rt, spec, func(sp Spec) {
+			if sp.Enabled {
 				warn(rt, sp)
 			}
-			return sp, err
-		},
+		}),
 		Reload:    reload,
 		OnApplied: s.OnApplied,
 	}
@@ -299,20 +272,4 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		rep.Details = append(rep.Details, "skipped: "+sk.String())
 	}
 	return rep, nil
-}
-
-// lock takes LockFile (non-blocking); the returned function releases it.
-func lock(root fsroot.Root) (func(), error) {
-	if err := root.MkdirAll("/run", 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(root.Path(LockFile), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another one-haproxy daemon is running (%s is locked)", root.Path(LockFile))
-	}
-	return func() { f.Close() }, nil
 }
