@@ -25,7 +25,9 @@ type gate struct {
 	attrs map[string]string
 }
 
-func (g *gate) Networks(context.Context) ([]onegate.VNet, error) { return nil, errors.New("not a vrouter") }
+func (g *gate) Networks(context.Context) ([]onegate.VNet, error) {
+	return nil, errors.New("not a vrouter")
+}
 
 func (g *gate) ServiceVMs(context.Context) ([]onegate.VM, error) {
 	g.mu.Lock()
