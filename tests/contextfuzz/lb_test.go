@@ -33,7 +33,9 @@ func lbVars(prefix string, options ...string) []string {
 	return vars
 }
 
-func noResolve(context.Context, string) ([]netip.Addr, error) { return nil, errors.New("no DNS in fuzzing") }
+func noResolve(context.Context, string) ([]netip.Addr, error) {
+	return nil, errors.New("no DNS in fuzzing")
+}
 
 func FuzzLVSContext(f *testing.F) {
 	vars := append([]string{lvs.VarEnabled, lvs.VarOneGate, lvs.VarInterfaces, lvs.VarRefresh, lvs.VarFwmarkOffset, lb.VarOneGateAPI},
