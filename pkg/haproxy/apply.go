@@ -82,7 +82,9 @@ type HAProxy struct {
 	Root  fsroot.Root
 	RC    openrc.Services
 	Check Checker
-	Admin Admin
+	// Admin is the workers' admin socket, Master the master CLI (nil: no
+	// master CLI, reloads go through OpenRC).
+	Admin, Master Admin
 	// ReadyTimeout bounds the wait for haproxy to answer after a start or
 	// a reload (default 10 s).
 	ReadyTimeout time.Duration
@@ -149,7 +151,9 @@ func applied(d Desired) []byte { return append(append([]byte{}, d.Main...), d.Se
 // does not run, reloaded gracefully (the new workers take over the
 // listening sockets, the old ones finish their connections, the servers'
 // health is carried over) when it runs an older configuration, untouched
-// when it runs this one.
+// when it runs this one. A running haproxy is recognised by its admin
+// socket, and reloaded through its master socket, so an unchanged refresh
+// and a reload cost no process start (rc-service is the fallback).
 func (h HAProxy) Apply(ctx context.Context, d Desired) (Result, error) {
 	res := Result{Action: ActionNone}
 	if !h.RC.Installed(HAProxyService) {
@@ -160,35 +164,36 @@ func (h HAProxy) Apply(ctx context.Context, d Desired) (Result, error) {
 		return res, err
 	}
 	res.FileChanged = changed
-	st, err := h.RC.Status(ctx, HAProxyService)
-	if err != nil {
-		return res, fmt.Errorf("querying haproxy's state: %w", err)
-	}
 	last, lastErr := h.Root.ReadFile(AppliedFile)
+	oldPid, pidErr := h.workerPid(ctx)
 	switch {
-	case st == openrc.Stopped:
-		res.Action = ActionStart
-	case st != openrc.Started:
-		res.Action = ActionRestart
-	case lastErr != nil:
-		// Started by someone else, or before a reboot: reload to be sure.
-		res.Action = ActionReload
-	case bytes.Equal(last, applied(d)):
+	case pidErr == nil && lastErr == nil && bytes.Equal(last, applied(d)):
 		return res, nil
-	default:
+	case pidErr == nil:
+		// Running an older configuration, or one started by someone else.
 		res.Action = ActionReload
-	}
-	oldPid := 0
-	if res.Action == ActionReload {
-		oldPid, _ = h.workerPid(ctx)
-		h.saveState(ctx)
+	default:
+		st, err := h.RC.Status(ctx, HAProxyService)
+		if err != nil {
+			return res, fmt.Errorf("querying haproxy's state: %w", err)
+		}
+		res.Action = ActionRestart
+		if st == openrc.Stopped {
+			res.Action = ActionStart
+		}
+		oldPid = 0
 	}
 	// Forget the applied configuration until haproxy runs the new one, so a
 	// failure is retried by the next apply.
 	if err := h.Root.Remove(AppliedFile); err != nil {
 		return res, fmt.Errorf("removing %s: %w", AppliedFile, err)
 	}
-	if err := h.RC.Run(ctx, HAProxyService, string(res.Action)); err != nil {
+	if res.Action == ActionReload {
+		h.saveState(ctx)
+		if err := h.reload(ctx); err != nil {
+			return res, err
+		}
+	} else if err := h.RC.Run(ctx, HAProxyService, string(res.Action)); err != nil {
 		return res, fmt.Errorf("running haproxy %s: %w", res.Action, err)
 	}
 	if err := h.waitReady(ctx, oldPid); err != nil {
@@ -198,6 +203,24 @@ func (h HAProxy) Apply(ctx context.Context, d Desired) (Result, error) {
 		return res, fmt.Errorf("recording the applied configuration: %w", err)
 	}
 	return res, nil
+}
+
+// reload asks the master to load the configuration again (master CLI
+// "reload", what SIGUSR2 does), or OpenRC when the master socket does not
+// answer.
+func (h HAProxy) reload(ctx context.Context) error {
+	if h.Master != nil {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := h.Master.Command(mctx, "reload")
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	if err := h.RC.Run(ctx, HAProxyService, "reload"); err != nil {
+		return fmt.Errorf("running haproxy reload: %w", err)
+	}
+	return nil
 }
 
 // workerPid asks the running worker its PID ("show info").

@@ -103,6 +103,39 @@ func newDriver(t *testing.T) (HAProxy, rc, *checker) {
 	return HAProxy{Root: fsroot.Root(t.TempDir()), RC: r, Check: c.check, Admin: admin, ReadyTimeout: time.Second}, r, c
 }
 
+// master is haproxy's master CLI: "reload" starts a new worker.
+type master struct{ admin *fakeAdmin }
+
+func (m master) Command(_ context.Context, cmd string) (string, error) {
+	m.admin.mu.Lock()
+	defer m.admin.mu.Unlock()
+	if !m.admin.up || cmd != "reload" {
+		return "", errors.New("no master")
+	}
+	m.admin.pid++
+	return "", nil
+}
+
+// Reloads go through the master CLI when it answers: no rc-service call.
+func TestReloadThroughTheMaster(t *testing.T) {
+	h, r, _ := newDriver(t)
+	h.Master = master{r.admin}
+	ctx := context.Background()
+	if _, err := h.Apply(ctx, desired("# one\n")); err != nil {
+		t.Fatal(err)
+	}
+	r.Reset()
+	if res, err := h.Apply(ctx, desired("# two\n")); err != nil || res.Action != ActionReload {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err := h.Apply(ctx, desired("# two\n")); err != nil || res.Action != ActionNone {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if len(r.Calls) != 0 {
+		t.Fatalf("rc-service calls: %v", r.Calls)
+	}
+}
+
 func desired(servers string) Desired { return Desired{Main: MainConfig(), Servers: []byte(servers)} }
 
 func TestApplyStartsReloadsAndLeavesAlone(t *testing.T) {
@@ -138,8 +171,9 @@ func TestApplyStartsReloadsAndLeavesAlone(t *testing.T) {
 	if b, _ := h.Root.ReadFile(ServersFile); string(b) != "# two\n" {
 		t.Fatalf("live file replaced by a rejected one: %q", b)
 	}
-	// haproxy crashed: restarted.
+	// haproxy crashed (its socket does not answer): restarted.
 	r.States[HAProxyService] = openrc.Crashed
+	r.admin.up = false
 	c.reject = ""
 	if res, err := h.Apply(ctx, desired("# two\n")); err != nil || res.Action != ActionRestart {
 		t.Fatalf("crashed: %+v %v", res, err)

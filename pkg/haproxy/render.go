@@ -19,6 +19,9 @@ const (
 	// haproxy OpenRC script creates it).
 	RunDir      = "/run/haproxy"
 	AdminSocket = RunDir + "/admin.sock"
+	// MasterSocket is the master CLI (haproxy -S, set by the OpenRC
+	// script): one-haproxy reloads through it.
+	MasterSocket = RunDir + "/master.sock"
 	StateFile   = RunDir + "/server-state"
 	// FileMode of the rendered files (as the original).
 	FileMode = 0o640

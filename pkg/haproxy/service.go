@@ -78,6 +78,7 @@ func (s Service) haproxy(rt *cli.Runtime) HAProxy {
 	}
 	if h.Admin == nil {
 		h.Admin = Socket{Path: rt.Root.Path(AdminSocket)}
+		h.Master = Socket{Path: rt.Root.Path(MasterSocket)}
 	}
 	return h
 }
