@@ -22,7 +22,7 @@ const (
 	// MasterSocket is the master CLI (haproxy -S, set by the OpenRC
 	// script): one-haproxy reloads through it.
 	MasterSocket = RunDir + "/master.sock"
-	StateFile   = RunDir + "/server-state"
+	StateFile    = RunDir + "/server-state"
 	// FileMode of the rendered files (as the original).
 	FileMode = 0o640
 )
