@@ -23,6 +23,7 @@ var services = []string{
 	"one-nat4",
 	"one-dns",
 	"one-wg",
+	"one-haproxy",
 }
 
 // steps run in order; each feature adds its own (a step_<feature>.go file
@@ -35,6 +36,7 @@ var steps = []func(*world, *report) error{
 	stepFailover,
 	stepDNS,
 	stepWG,
+	stepLB,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
