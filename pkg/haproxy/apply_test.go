@@ -16,6 +16,7 @@ import (
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/lb"
+	"github.com/hypercx/vrouter/pkg/lb/lbtest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/pkg/openrc"
@@ -295,25 +296,13 @@ func TestDaemon(t *testing.T) {
 	}
 	write(daemonContext)
 	g := &gate{}
-	applied := make(chan string, 100)
+	applied := lbtest.NewApplies()
 	svc := Service{
-		Services: func(fsroot.Root) openrc.Services { return r },
-		Check:    (&checker{}).check,
-		Admin:    r.admin,
-		Client:   func(lb.Config) (lb.OneGate, error) { return g, nil },
-		OnApplied: func(res lb.Result, err error) {
-			if err != nil {
-				applied <- "error: " + err.Error()
-				return
-			}
-			var s []string
-			for _, l := range res.LBs {
-				for _, sv := range l.Servers {
-					s = append(s, sv.HostPort())
-				}
-			}
-			applied <- strings.Join(s, " ")
-		},
+		Services:  func(fsroot.Root) openrc.Services { return r },
+		Check:     (&checker{}).check,
+		Admin:     r.admin,
+		Client:    func(lb.Config) (lb.OneGate, error) { return g, nil },
+		OnApplied: applied.Record,
 	}
 	env, _, err := onecontext.Load(envFile, nil)
 	if err != nil {
@@ -334,20 +323,7 @@ func TestDaemon(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	waitFor := func(want string) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			select {
-			case got := <-applied:
-				if got == want {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("never applied %q", want)
-			}
-		}
-	}
+	waitFor := func(want string) { t.Helper(); applied.WaitFor(t, want) }
 	waitFor("172.20.0.104:8080")
 	if st, _ := r.Status(ctx, HAProxyService); st != openrc.Started {
 		t.Fatal("haproxy not started")

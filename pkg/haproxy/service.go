@@ -3,7 +3,6 @@ package haproxy
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/hypercx/vrouter/pkg/cli"
@@ -138,23 +137,14 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 // context (a bad one keeps the last good one). With HAProxy disabled it
 // keeps haproxy stopped and waits for a context that enables it.
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
-	sp, err := spec(rt)
-	if err != nil {
-		return err
-	}
-	unlock, err := lb.Lock(rt.Root, LockFile, "one-haproxy")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	reload, stopHangups := lb.Hangups()
-	defer stopHangups()
 	h := s.haproxy(rt)
-	loop := &lb.Loop[Spec]{
-		Family: Family,
-		Log:    rt.Log,
+	return lb.Daemon[Spec]{
+		Name: "one-haproxy", LockFile: LockFile, Family: Family,
+		EnabledVar: VarEnabled, Idle: "HAProxy is disabled: haproxy stays stopped until a context enables it",
+		Parse:  spec,
 		Config: func(sp Spec) lb.Config { return sp.Config },
-		Client: s.Client,
+		Warn:   warn,
+		Client: s.Client, OnApplied: s.OnApplied,
 		Apply: func(ctx context.Context, sp Spec, res lb.Result) error {
 			if !sp.Enabled {
 				return h.Stop(ctx)
@@ -166,21 +156,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			}
 			return err
 		},
-		Load: lb.Reloader(rt, spec, func(sp Spec) {
-			if sp.Enabled {
-				warn(rt, sp)
-			}
-		}),
-		Reload:    reload,
-		OnApplied: s.OnApplied,
-	}
-	if sp.Enabled {
-		warn(rt, sp)
-		rt.Log.Info("starting", "pid", os.Getpid(), "lbs", lb.Describe(sp.LBs), "onegate", sp.OneGate, "refresh", sp.Refresh)
-	} else {
-		rt.Log.Info("HAProxy is disabled: haproxy stays stopped until a context enables it", "var", VarEnabled)
-	}
-	return loop.Run(ctx, sp)
+	}.Serve(ctx, rt)
 }
 
 // Stop stops haproxy and empties servers.cfg; it needs no valid context.

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -68,4 +69,56 @@ func Lock(root fsroot.Root, path, service string) (func(), error) {
 		return nil, fmt.Errorf("another %s daemon is running (%s is locked)", service, root.Path(path))
 	}
 	return func() { f.Close() }, nil
+}
+
+// Daemon is a service built on the LB model, run in the foreground by Serve.
+type Daemon[S any] struct {
+	// Name is the service ("one-haproxy"); LockFile keeps a second daemon
+	// of it from starting.
+	Name, LockFile string
+	Family         Family
+	// EnabledVar and Idle: the switch, and what is logged when the daemon
+	// starts with it off.
+	EnabledVar, Idle string
+	Parse            func(*cli.Runtime) (S, error)
+	Config           func(S) Config
+	// Warn logs what the user should know about an enabled context.
+	Warn      func(*cli.Runtime, S)
+	Apply     func(ctx context.Context, spec S, res Result) error
+	Client    func(Config) (OneGate, error)
+	OnApplied func(Result, error)
+}
+
+// Serve parses the context (an invalid one is the error, exit 2), takes the
+// lock, and runs the refresh loop until ctx ends; SIGHUP re-reads the
+// context. A disabled service idles, its Apply tearing down, until a
+// context enables it.
+func (d Daemon[S]) Serve(ctx context.Context, rt *cli.Runtime) error {
+	sp, err := d.Parse(rt)
+	if err != nil {
+		return err
+	}
+	unlock, err := Lock(rt.Root, d.LockFile, d.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	reload, stopHangups := Hangups()
+	defer stopHangups()
+	warn := func(sp S) {
+		if d.Warn != nil && d.Config(sp).Enabled {
+			d.Warn(rt, sp)
+		}
+	}
+	loop := &Loop[S]{
+		Family: d.Family, Log: rt.Log, Config: d.Config, Client: d.Client, Apply: d.Apply,
+		Load: Reloader(rt, d.Parse, warn), Reload: reload, OnApplied: d.OnApplied,
+	}
+	if cfg := d.Config(sp); cfg.Enabled {
+		warn(sp)
+		rt.Log.Info("starting", "pid", os.Getpid(), "lbs", Describe(cfg.LBs), "onegate", cfg.OneGate, "refresh", cfg.Refresh)
+	} else {
+		rt.Log.Info(d.Idle, "var", d.EnabledVar)
+	}
+	return loop.Run(ctx, sp)
 }

@@ -106,7 +106,7 @@ func (f Family) ParseDynamic(objs []Object, id string, top onecontext.Topology) 
 			}
 			c := Candidate{VM: o.VM, Index: i, Addr: a}
 			if p, ok := e.opts["PORT"]; ok {
-				if c.Port, err = parsePort(p); err != nil {
+				if c.Port, err = onecontext.ParsePort(p); err != nil {
 					skip("%s: not a port 1-65535", attr("PORT"))
 					continue
 				}

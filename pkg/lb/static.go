@@ -137,7 +137,7 @@ func (f Family) staticLB(r *rawLB, top onecontext.Topology, owners map[netip.Add
 	}
 	l.NIC, l.Management = own.NIC, own.Management
 	if p, ok := r.opts["PORT"]; ok {
-		port, err := parsePort(p.Value)
+		port, err := onecontext.ParsePort(p.Value)
 		if err != nil {
 			return l, onecontext.Errorf(p.Var, p.Value, "%v", err)
 		}

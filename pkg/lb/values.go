@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/hypercx/vrouter/pkg/onecontext"
 )
 
 // ParseHost validates a server host: an IPv4 address or an RFC 1123 host
@@ -90,7 +92,7 @@ func (f Family) server(fields serverFields, needPort bool) (Server, error) {
 	}
 	s.Host, s.Addr = host, addr
 	if p, ok := fields["PORT"]; ok {
-		port, err := parsePort(p.Value)
+		port, err := onecontext.ParsePort(p.Value)
 		if err != nil {
 			return s, fieldError{field: "PORT", msg: err.Error()}
 		}
@@ -126,19 +128,6 @@ type fieldError struct {
 }
 
 func (e fieldError) Error() string { return e.msg }
-
-// parsePort is onecontext.ParsePort without its quoting of the value.
-func parsePort(s string) (uint16, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || len(s) > 5 || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, fmt.Errorf("port %q is not a number 1-65535", s)
-	}
-	n, _ := strconv.Atoi(s)
-	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %q is not a number 1-65535", s)
-	}
-	return uint16(n), nil
-}
 
 // cutIndex splits "12_REST" into 12 and "REST" (an unbounded decimal index,
 // as everywhere in the context; very long digit strings are not indexes).

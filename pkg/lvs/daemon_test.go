@@ -8,12 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/keepalived"
 	"github.com/hypercx/vrouter/pkg/lb"
+	"github.com/hypercx/vrouter/pkg/lb/lbtest"
 	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/pkg/openrc"
@@ -44,25 +44,13 @@ func TestDaemon(t *testing.T) {
 	rc.States[keepalived.Service] = openrc.Started
 	ipt := netfiltertest.New()
 	g := &gate{}
-	applied := make(chan string, 100)
+	applied := lbtest.NewApplies()
 	svc := Service{
-		Services: func(fsroot.Root) openrc.Services { return rc },
-		Checker:  &recordingChecker{},
-		Resolve:  fakeResolve,
-		Client:   func(lb.Config) (lb.OneGate, error) { return g, nil },
-		OnApplied: func(res lb.Result, err error) {
-			if err != nil {
-				applied <- "error: " + err.Error()
-				return
-			}
-			var s []string
-			for _, l := range res.LBs {
-				for _, sv := range l.Servers {
-					s = append(s, sv.HostPort())
-				}
-			}
-			applied <- strings.Join(s, " ")
-		},
+		Services:  func(fsroot.Root) openrc.Services { return rc },
+		Checker:   &recordingChecker{},
+		Resolve:   fakeResolve,
+		Client:    func(lb.Config) (lb.OneGate, error) { return g, nil },
+		OnApplied: applied.Record,
 	}
 	env := parse(`ETH0_IP=10.0.1.1
 SERVICE_ID=7
@@ -84,20 +72,7 @@ ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.104`)
 			t.Error(err)
 		}
 	}()
-	waitFor := func(want string) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			select {
-			case got := <-applied:
-				if got == want {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("never applied %q", want)
-			}
-		}
-	}
+	waitFor := func(want string) { t.Helper(); applied.WaitFor(t, want) }
 	waitFor("172.20.0.104")
 	g.mu.Lock()
 	g.attrs = map[string]string{"ONEGATE_LB0_IP": "<ETH0_EP0>", "ONEGATE_LB0_SERVER_HOST": "web.example", "ONEGATE_LB0_SERVER_WEIGHT": "3"}

@@ -3,7 +3,6 @@ package lvs
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/hypercx/vrouter/pkg/cli"
@@ -135,24 +134,15 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 // interval, until SIGTERM; SIGHUP re-reads the context. With LVS disabled it
 // keeps no virtual server and waits for a context that enables it.
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
-	sp, err := spec(rt)
-	if err != nil {
-		return err
-	}
-	unlock, err := lb.Lock(rt.Root, LockFile, "one-lvs")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	reload, stopHangups := lb.Hangups()
-	defer stopHangups()
 	l := s.lvs(rt)
 	problems := map[string]bool{}
-	loop := &lb.Loop[Spec]{
-		Family: Family,
-		Log:    rt.Log,
+	return lb.Daemon[Spec]{
+		Name: "one-lvs", LockFile: LockFile, Family: Family,
+		EnabledVar: VarEnabled, Idle: "LVS is disabled: no virtual servers until a context enables it",
+		Parse:  spec,
 		Config: func(sp Spec) lb.Config { return sp.Config },
-		Client: s.Client,
+		Warn:   warn,
+		Client: s.Client, OnApplied: s.OnApplied,
 		Apply: func(ctx context.Context, sp Spec, res lb.Result) error {
 			if !sp.Enabled {
 				return l.Stop(ctx)
@@ -176,21 +166,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			}
 			return err
 		},
-		Load: lb.Reloader(rt, spec, func(sp Spec) {
-			if sp.Enabled {
-				warn(rt, sp)
-			}
-		}),
-		Reload:    reload,
-		OnApplied: s.OnApplied,
-	}
-	if sp.Enabled {
-		warn(rt, sp)
-		rt.Log.Info("starting", "pid", os.Getpid(), "lbs", lb.Describe(sp.LBs), "onegate", sp.OneGate, "refresh", sp.Refresh)
-	} else {
-		rt.Log.Info("LVS is disabled: no virtual servers until a context enables it", "var", VarEnabled)
-	}
-	return loop.Run(ctx, sp)
+	}.Serve(ctx, rt)
 }
 
 // Stop empties lvs.conf, reloads keepalived and removes the marks; it needs

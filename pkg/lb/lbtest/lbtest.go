@@ -8,8 +8,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/hypercx/vrouter/pkg/lb"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
@@ -34,4 +37,42 @@ func Env(t *testing.T, name string, env onecontext.Env) onecontext.Env {
 	srv := httptest.NewServer(sim.New(dir, env.Get("TOKENTXT")))
 	t.Cleanup(srv.Close)
 	return env.With("ONEGATE_ENDPOINT=" + srv.URL)
+}
+
+// Applies records what a daemon's loop applied (its OnApplied), each apply
+// as its servers' "host:port" joined by blanks, or "error: ..." .
+type Applies chan string
+
+// NewApplies returns a recorder with room for many applies.
+func NewApplies() Applies { return make(Applies, 100) }
+
+// Record is the loop's OnApplied.
+func (a Applies) Record(res lb.Result, err error) {
+	if err != nil {
+		a <- "error: " + err.Error()
+		return
+	}
+	var s []string
+	for _, l := range res.LBs {
+		for _, sv := range l.Servers {
+			s = append(s, sv.HostPort())
+		}
+	}
+	a <- strings.Join(s, " ")
+}
+
+// WaitFor waits (20 s at most) until an apply serves exactly want.
+func (a Applies) WaitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case got := <-a:
+			if got == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("never applied %q", want)
+		}
+	}
 }
