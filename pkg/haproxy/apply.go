@@ -28,6 +28,10 @@ const HAProxyService = "haproxy"
 // the files without touching haproxy, so they alone do not say what runs.
 const AppliedFile = "/run/one-haproxy/applied.cfg"
 
+// ErrStoppedByHand: haproxy ran the applied configuration and was stopped
+// by someone else; it is left stopped.
+var ErrStoppedByHand = errors.New("haproxy was stopped behind one-haproxy's back; left stopped (rc-service one-haproxy restart starts it again)")
+
 // Checker judges candidate files (haproxy -c).
 type Checker func(ctx context.Context, main, servers string) error
 
@@ -177,9 +181,21 @@ func (h HAProxy) Apply(ctx context.Context, d Desired) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("querying haproxy's state: %w", err)
 		}
-		res.Action = ActionRestart
-		if st == openrc.Stopped {
+		switch {
+		case st == openrc.Stopped && lastErr == nil:
+			// It ran our configuration and someone stopped it: leave it
+			// stopped, as one-failover does, and do not race the end of
+			// their `rc-service haproxy stop` (OpenRC reports stopped
+			// before it is done). one-haproxy's status says crashed, so
+			// one-failover (or rc-service one-haproxy restart) brings it
+			// back.
+			return res, ErrStoppedByHand
+		case st == openrc.Stopped:
 			res.Action = ActionStart
+		case st == openrc.Starting || st == openrc.Stopping:
+			return res, fmt.Errorf("haproxy is %s; trying again at the next refresh", st)
+		default:
+			res.Action = ActionRestart
 		}
 		oldPid = 0
 	}

@@ -179,13 +179,19 @@ func TestApplyStartsReloadsAndLeavesAlone(t *testing.T) {
 	if res, err := h.Apply(ctx, desired("# two\n")); err != nil || res.Action != ActionRestart {
 		t.Fatalf("crashed: %+v %v", res, err)
 	}
+	// Stopped by someone else after it ran our configuration: left stopped.
+	_ = r.Run(ctx, HAProxyService, "stop")
+	r.Reset()
+	if _, err := h.Apply(ctx, desired("# two\n")); !errors.Is(err, ErrStoppedByHand) || len(r.Calls) != 0 {
+		t.Fatalf("stopped by hand: %v %v", err, r.Calls)
+	}
 	// Stop twice, then on a system where nothing runs.
 	for i := 0; i < 2; i++ {
 		if err := h.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if r.States[HAProxyService] != openrc.Stopped || strings.Count(strings.Join(r.Calls, ","), "haproxy stop") != 1 {
+	if r.States[HAProxyService] != openrc.Stopped || strings.Count(strings.Join(r.Calls, ","), "haproxy stop") != 0 {
 		t.Fatalf("stop: %v %v", r.States, r.Calls)
 	}
 	if b, _ := h.Root.ReadFile(ServersFile); !bytes.Equal(b, EmptyServers()) {

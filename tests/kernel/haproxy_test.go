@@ -277,6 +277,25 @@ func TestHAProxy(t *testing.T) {
 		t.Errorf("status:\n%s", out)
 	}
 
+	// haproxy stopped behind one-haproxy's back stays stopped, and
+	// one-haproxy reports itself crashed (one-failover restarts crashed
+	// services); a restart of one-haproxy brings haproxy back.
+	if out, err := r.RC("haproxy", "stop"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if st := r.ServiceState("one-haproxy"); st != "crashed" {
+		t.Fatalf("with haproxy stopped one-haproxy is %q", st)
+	}
+	if out, err := r.RC("one-haproxy", "restart"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+		_, err := d.probe("203.0.113.1:80")
+		return err
+	}); err != nil {
+		t.Fatalf("haproxy not back after a restart of one-haproxy: %v\n%s", err, logs())
+	}
+
 	// Stopping one-haproxy stops haproxy.
 	if out, err := r.RC("one-haproxy", "stop"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -284,8 +303,19 @@ func TestHAProxy(t *testing.T) {
 	if st := r.ServiceState("haproxy"); st != "stopped" {
 		t.Fatalf("after stop haproxy is %q", st)
 	}
-	if len(r.PIDs("haproxy")) != 0 || len(r.PIDs("one-haproxy")) != 0 {
-		t.Fatal("processes left after stop")
+	if err := lab.Eventually(5*time.Second, 50*time.Millisecond, func() error {
+		if p, q := r.PIDs("haproxy"), r.PIDs("one-haproxy"); len(p)+len(q) != 0 {
+			return fmt.Errorf("processes left after stop: haproxy %v, one-haproxy %v", p, q)
+		}
+		return nil
+	}); err != nil {
+		var ps strings.Builder
+		for _, p := range r.PIDs("haproxy") {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+			fmt.Fprintf(&ps, "%d: %s (%s)\n", p, strings.ReplaceAll(string(cmd), "\x00", " "), st)
+		}
+		t.Fatalf("%v\n%shaproxy: %s\n%s", err, ps.String(), r.ServiceState("haproxy"), logs())
 	}
 	if _, err := d.probe("203.0.113.1:80"); err == nil {
 		t.Fatal("the LB still answers after stop")
