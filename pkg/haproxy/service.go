@@ -3,6 +3,7 @@ package haproxy
 import (
 	"context"
 	"fmt"
+	"time"
 	"strings"
 
 	"github.com/hypercx/vrouter/pkg/cli"
@@ -42,8 +43,9 @@ func (Service) Info() cli.Info {
 			"VMs with BACKEND=YES on the router's networks; OneFlow: the service's VMs), checked every REFRESH_RATE seconds; " +
 			"a backend VM can only join an LB defined here with the same index, address and port. " + MainFile + " and " +
 			ServersFile + " are judged by `haproxy -c` before they replace the live files; haproxy is reloaded gracefully, " +
-			"keeping its servers' health, only when they changed. `configure` writes haproxy.cfg and an empty servers.cfg; " +
-			"`start` runs the daemon in the foreground (SIGHUP re-reads the context); `stop` stops haproxy.",
+			"keeping its servers' health, only when they changed. `configure` writes haproxy.cfg and, unless the daemon runs, an empty " +
+			"servers.cfg (haproxy always starts); `start` runs the daemon in the foreground (SIGHUP re-reads the context); `stop` " +
+			"stops haproxy and empties servers.cfg. A haproxy stopped by hand is left stopped (OpenRC then reports one-haproxy crashed).",
 		Kind:    cli.Daemon,
 		Scripts: []string{"one-haproxy", HAProxyService},
 		Vars: []cli.Var{
@@ -55,7 +57,7 @@ func (Service) Info() cli.Info {
 			{Name: VarLB + "<x>_IP", Default: "", Help: "LB address: an IPv4 address or <ETHx_IPy>/<ETHx_VIPy>/<ETHx_EPy>; x unbounded"},
 			{Name: VarLB + "<x>_PORT", Default: "", Help: "LB port (mandatory)"},
 			{Name: VarLB + "<x>_BALANCE", Default: DefaultBalance, Help: "algorithm: " + strings.Join(Balances, ", ")},
-			{Name: VarLB + "<x>_CHECK_INTERVAL", Default: describeInterval(DefaultCheckInterval), Help: "seconds between two health checks of each server (0.1-3600)"},
+			{Name: VarLB + "<x>_CHECK_INTERVAL", Default: fmt.Sprint(int(DefaultCheckInterval / time.Second)), Help: "seconds between two health checks of each server (0.1-3600)"},
 			{Name: VarLB + "<x>_SERVER<y>_HOST", Default: "", Help: "backend address or host name"},
 			{Name: VarLB + "<x>_SERVER<y>_PORT", Default: "", Help: "backend port (mandatory)"},
 			{Name: VarLB + "<x>_SERVER<y>_WEIGHT", Default: "1", Help: "backend weight (0-256)"},
