@@ -3,8 +3,8 @@ package haproxy
 import (
 	"context"
 	"fmt"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
