@@ -80,6 +80,7 @@ func main() {
 		{"nat4", benchNAT4},
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
+		{"dhcp", benchDHCP},
 		{"wg", benchWG},
 		{"lb", benchLB},
 	}

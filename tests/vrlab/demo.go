@@ -22,6 +22,7 @@ var services = []string{
 	"one-router4",
 	"one-nat4",
 	"one-dns",
+	"one-dhcp4v2",
 	"one-wg",
 	"one-haproxy",
 }
@@ -35,6 +36,7 @@ var steps = []func(*world, *report) error{
 	stepRouterNAT,
 	stepFailover,
 	stepDNS,
+	stepDHCP,
 	stepWG,
 	stepLB,
 }

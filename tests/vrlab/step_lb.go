@@ -9,26 +9,29 @@ import (
 	"github.com/hypercx/vrouter/tests/lab"
 )
 
+// lbDemoAddr is the second backend VM's address (VM 40 in OneGate).
+const lbDemoAddr = "10.0.0.40"
+
 // The demo's private network in OneGate (network 1 of the simulator's
 // virtual router): the routers' leases, the VM's and the second backend VM's
-// (VM 13, BACKEND=YES in its context).
+// (VM 40, BACKEND=YES in its context).
 const lbDemoVNet = `{"VNET": {"ID": "1", "NAME": "private", "VROUTERS": {"ID": "3"},
   "TEMPLATE": {"NETWORK_ADDRESS": "10.0.0.0", "NETWORK_MASK": "255.255.255.0", "GATEWAY": "10.0.0.1"},
   "AR_POOL": {"AR": [{"AR_ID": "0", "TYPE": "IP4", "IP": "10.0.0.1", "SIZE": "100", "LEASES": {"LEASE": [
     {"IP": "10.0.0.1", "VROUTER": "3"}, {"IP": "10.0.0.2", "VM": "10"}, {"IP": "10.0.0.3", "VM": "11"},
-    {"IP": "10.0.0.12", "VM": "12"}, {"IP": "10.0.0.13", "VM": "13"}]}}]}}}`
+    {"IP": "10.0.0.12", "VM": "12"}, {"IP": "` + lbDemoAddr + `", "VM": "40"}]}}]}}}`
 
-// lbDemoVM is VM 13's document; published, its user template says which
+// lbDemoVM is VM 40's document; published, its user template says which
 // LB it serves, as a start script on the VM would (onegate vm update).
 func lbDemoVM(published bool) []byte {
 	attrs := ""
 	if published {
 		attrs = `"ONEGATE_HAPROXY_LB0_IP": "<ETH0_EP0>", "ONEGATE_HAPROXY_LB0_PORT": "80",
-      "ONEGATE_HAPROXY_LB0_SERVER_HOST": "10.0.0.13", "ONEGATE_HAPROXY_LB0_SERVER_PORT": "80"`
+      "ONEGATE_HAPROXY_LB0_SERVER_HOST": "` + lbDemoAddr + `", "ONEGATE_HAPROXY_LB0_SERVER_PORT": "80"`
 	}
-	return []byte(`{"VM": {"ID": "13", "NAME": "web-2", "STATE": "3", "LCM_STATE": "3", "USER_TEMPLATE": {` + attrs + `},
+	return []byte(`{"VM": {"ID": "40", "NAME": "web-2", "STATE": "3", "LCM_STATE": "3", "USER_TEMPLATE": {` + attrs + `},
   "TEMPLATE": {"CONTEXT": {"NETWORK": "YES", "BACKEND": "YES", "TOKEN": "YES"},
-    "NIC": [{"NIC_ID": "0", "NAME": "NIC0", "NETWORK": "private", "NETWORK_ID": "1", "IP": "10.0.0.13", "MAC": "02:00:0a:00:00:0d"}]}}}`)
+    "NIC": [{"NIC_ID": "0", "NAME": "NIC0", "NETWORK": "private", "NETWORK_ID": "1", "IP": "` + lbDemoAddr + `", "MAC": "02:00:0a:00:00:28"}]}}}`)
 }
 
 // stepLB shows a load-balanced web service on the public VIP (HAProxy, as
@@ -70,12 +73,12 @@ func stepLB(w *world, r *report) error {
 			}
 			return nil
 		}},
-		{"lb", "a second VM web-2 (10.0.0.13, BACKEND=YES) joins the private network", func() error {
+		{"lb", "a VM web-2 (" + lbDemoAddr + ", BACKEND=YES) joins the private network", func() error {
 			var err error
 			if vm2, err = w.lab.Host("web2"); err != nil {
 				return err
 			}
-			if err := w.ha.Private.Attach(vm2, "eth0", lab.VMIP(1)+"/24"); err != nil {
+			if err := w.ha.Private.Attach(vm2, "eth0", lbDemoAddr+"/24"); err != nil {
 				return err
 			}
 			if _, err := lab.Run(ctx, vm2, "ip", "route", "add", "default", "via", lab.PrivateVIP); err != nil {
@@ -84,7 +87,7 @@ func stepLB(w *world, r *report) error {
 			if _, err := w.lab.Start(vm2, "web-2 server", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--name", "web-2"); err != nil {
 				return err
 			}
-			if err := w.gate.WriteDocument("vm-13", lbDemoVM(false)); err != nil {
+			if err := w.gate.WriteDocument("vm-40", lbDemoVM(false)); err != nil {
 				return err
 			}
 			return w.gate.WriteDocument("vnet-1", []byte(lbDemoVNet))
@@ -95,7 +98,7 @@ func stepLB(w *world, r *report) error {
 		if vm2 == nil {
 			return 0, fmt.Errorf("no web-2")
 		}
-		if err := w.gate.WriteDocument("vm-13", lbDemoVM(true)); err != nil {
+		if err := w.gate.WriteDocument("vm-40", lbDemoVM(true)); err != nil {
 			return 0, err
 		}
 		t0 = time.Now()
@@ -120,13 +123,13 @@ func stepLB(w *world, r *report) error {
 		}},
 		{"lb", m.Role + ": one-haproxy status: static and dynamic backends, no drift", func() error {
 			out, err := lab.Run(ctx, m, "one-haproxy", "status")
-			if err == nil && !strings.Contains(out, "10.0.0.13:80") {
+			if err == nil && !strings.Contains(out, lbDemoAddr+":80") {
 				err = fmt.Errorf("status does not show web-2:\n%s", out)
 			}
 			return err
 		}},
 		{"lb", "web-2 withdraws (attributes removed): after a refresh it gets no connection", func() error {
-			if err := w.gate.WriteDocument("vm-13", lbDemoVM(false)); err != nil {
+			if err := w.gate.WriteDocument("vm-40", lbDemoVM(false)); err != nil {
 				return err
 			}
 			return lab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
