@@ -82,6 +82,7 @@ func main() {
 		{"dns", benchDNS},
 		{"dhcp", benchDHCP},
 		{"wg", benchWG},
+		{"lb", benchLB},
 		{"recontext", benchRecontext},
 	}
 	failed := false

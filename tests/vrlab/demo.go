@@ -24,6 +24,7 @@ var services = []string{
 	"one-dns",
 	"one-dhcp4v2",
 	"one-wg",
+	"one-haproxy",
 }
 
 // steps run in order; each feature adds its own (a step_<feature>.go file
@@ -37,6 +38,7 @@ var steps = []func(*world, *report) error{
 	stepDNS,
 	stepDHCP,
 	stepWG,
+	stepLB,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
