@@ -104,7 +104,7 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) (Result, error) {
 		a.log().Info("applied", "owner", rs.Owner, "table", t.Name, "chains", len(changed), "rules", rules)
 	}
 	for _, j := range rs.Jumps {
-		n, err := a.ensureJump(rs.Owner, j, states[j.Table])
+		n, err := a.ensureJump(ctx, rs.Owner, j, states[j.Table])
 		res.Jumps += n
 		if err != nil {
 			return res, err
@@ -146,13 +146,26 @@ func (a *Applier) save(ctx context.Context, table string) (State, error) {
 	return ParseSave(out), nil
 }
 
-// ensureJump adds the jump when missing and removes duplicates.
-func (a *Applier) ensureJump(owner string, j Jump, st State) (int, error) {
+// ensureJump adds the jump when missing, removes duplicates, and moves a
+// First jump that something else got in front of back to the head of its
+// chain.
+func (a *Applier) ensureJump(ctx context.Context, owner string, j Jump, st State) (int, error) {
 	var found []string
 	for _, r := range st.Chains[j.From] {
 		if Target(r) == j.To {
 			found = append(found, r)
 		}
+	}
+	if len(found) == 1 && j.First && st.Chains[j.From][0] != found[0] {
+		// Delete and re-insert in one transaction: the chain is never
+		// without the jump, not even for a packet.
+		spec := found[0]
+		payload := []byte("*" + j.Table + "\n-D " + j.From + " " + spec + "\n-I " + j.From + " 1 " + spec + "\nCOMMIT\n")
+		if err := a.Backend.Restore(ctx, j.Table, payload); err != nil {
+			return 0, fmt.Errorf("moving the jump to %s to the head of %s/%s: %w", j.To, j.Table, j.From, withLines(err, payload))
+		}
+		a.log().Info("jump moved first", "table", j.Table, "chain", j.From, "jump", j.To)
+		return 1, nil
 	}
 	if len(found) == 1 {
 		return 0, nil
@@ -293,6 +306,8 @@ func (a *Applier) Diff(ctx context.Context, rs Ruleset) ([]string, error) {
 			}
 			if n != 1 {
 				drift = append(drift, fmt.Sprintf("%s/%s: %d jumps to %s, want 1", table, j.From, n, j.To))
+			} else if j.First && Target(st.Chains[j.From][0]) != j.To {
+				drift = append(drift, fmt.Sprintf("%s/%s: the jump to %s is not the first rule", table, j.From, j.To))
 			}
 		}
 		for _, r := range rs.Retired {

@@ -45,7 +45,10 @@ type Jump struct {
 	Table string
 	From  string // built-in chain: PREROUTING, POSTROUTING, ...
 	To    string // owned chain
-	First bool   // insert at position 1 instead of appending
+	// First inserts the jump at position 1 instead of appending it, and
+	// keeps it there: a jump found further down is moved back to the head
+	// (so two owners must never both ask for First in one chain).
+	First bool
 }
 
 // ChainRef names a chain in a table.
