@@ -151,7 +151,12 @@ func (d *Daemon) poll(ctx context.Context, spec Spec) {
 		d.Log.Error("OneGate unusable; keeping the current mappings", "err", err)
 		return
 	}
-	nets, err := d.gate.Networks(ctx)
+	// A poll never asks OneGate for longer than the refresh interval: during
+	// an outage the client's retries end there and its last good answers
+	// are used, so the next poll starts on time.
+	gctx, cancel := context.WithTimeout(ctx, spec.Refresh)
+	nets, err := d.gate.Networks(gctx)
+	cancel()
 	p.GateErr = err
 	switch {
 	case ctx.Err() != nil:
