@@ -128,6 +128,7 @@ func (d *Daemon) ensureGate(cfg onegate.Config) error {
 // poll runs one round: ask OneGate, discover, apply.
 func (d *Daemon) poll(ctx context.Context, spec Spec) {
 	p := Poll{Enabled: spec.Enabled}
+	start := time.Now()
 	defer func() {
 		if d.OnPoll != nil && ctx.Err() == nil {
 			d.OnPoll(p)
@@ -175,14 +176,17 @@ func (d *Daemon) poll(ctx context.Context, spec Spec) {
 	maps, skips := Discover(d.nets, spec)
 	p.Mappings, p.Skips = maps, skips
 	d.report(skips)
+	applyStart := time.Now()
 	res, err := d.Apply.Apply(ctx, Render(spec, maps))
 	p.Result, p.Err = res, err
+	applyTook := time.Since(applyStart)
 	switch {
 	case err != nil:
 		d.Log.Error("applying the mappings failed", "err", err)
 	case res.Changed:
 		d.Log.Info("mappings applied", "mappings", len(maps), "addresses_added", res.Added, "addresses_removed", res.Removed,
-			"chains_rewritten", res.Rules.Chains, "jumps", res.Rules.Jumps, "skipped_leases", len(skips))
+			"chains_rewritten", res.Rules.Chains, "jumps", res.Rules.Jumps, "skipped_leases", len(skips),
+			"apply_took", applyTook, "poll_took", time.Since(start))
 		for _, m := range maps {
 			d.Log.Debug("mapping", "public", m.External.String(), "private", m.Internal.String(), "vm", m.VM, "out", m.Out, "lease", m.Lease)
 		}

@@ -79,17 +79,29 @@ func Render(s Spec, maps []Mapping) Desired {
 			ins = append(ins, m.In)
 		}
 	}
+	// SNAT: each VM address once, to its first public address, when the
+	// connection leaves by the NIC of that address's network or was DNATed
+	// (hairpin). The NIC most mappings leave by gets one gate rule and
+	// one SNAT rule per mapping, which is what iptables -L shows in the
+	// user guide; mappings of other public networks get two rules each.
+	main := mainOut(order, first)
 	for _, a := range order {
-		m := first[a]
-		if m.Out != "" {
-			snat.Rules = append(snat.Rules, "-s "+host(a)+" -o "+m.Out+" -j SNAT --to-source "+m.External.String())
-		} else {
+		switch m := first[a]; {
+		case m.Out == main:
+		case m.Out == "":
 			snat.Rules = append(snat.Rules, "-s "+host(a)+" -j SNAT --to-source "+m.External.String())
+		default:
+			snat.Rules = append(snat.Rules,
+				"-s "+host(a)+" -o "+m.Out+" -j SNAT --to-source "+m.External.String(),
+				"-s "+host(a)+" -m conntrack --ctstate DNAT -j SNAT --to-source "+m.External.String())
 		}
 	}
+	if main != "" {
+		snat.Rules = append(snat.Rules, "! -o "+main+" -m conntrack ! --ctstate DNAT -j RETURN")
+	}
 	for _, a := range order {
-		if m := first[a]; m.Out != "" {
-			snat.Rules = append(snat.Rules, "-s "+host(a)+" -m conntrack --ctstate DNAT -j SNAT --to-source "+m.External.String())
+		if m := first[a]; m.Out == main {
+			snat.Rules = append(snat.Rules, "-s "+host(a)+" -j SNAT --to-source "+m.External.String())
 		}
 	}
 	for _, sn := range s.Subnets {
@@ -103,6 +115,21 @@ func Render(s Spec, maps []Mapping) Desired {
 		snat.Rules = append(snat.Rules, "-s "+sn.Prefix.String()+" -o "+sn.NIC+" -m conntrack --ctstate DNAT "+target)
 	}
 	return d
+}
+
+// mainOut is the NIC most mappings leave by ("" for "any NIC"); ties go to
+// the first in address order.
+func mainOut(order []netip.Addr, first map[netip.Addr]Mapping) string {
+	count := map[string]int{}
+	best := ""
+	for _, a := range order {
+		out := first[a].Out
+		count[out]++
+		if count[out] > count[best] || (len(count) == 1) {
+			best = out
+		}
+	}
+	return best
 }
 
 func host(a netip.Addr) string { return a.String() + "/32" }
