@@ -273,6 +273,15 @@ func TestSDNAT4(t *testing.T) {
 		if len(mapped(t, st.router)) != 2 {
 			t.Fatal("the daemon's exit removed the mappings (stop does)")
 		}
+		// A daemon started while OneGate is still gone changes nothing;
+		// `stop` ends it, then removes everything.
+		again, err := st.lab.Start(st.router, "one-sdnat4", "has never answered", lab.Bin("one-sdnat4"), "start")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mapped(t, st.router)) != 2 {
+			t.Fatal("a restarted daemon dropped the mappings during the outage")
+		}
 		for i := 0; i < 2; i++ {
 			if out, err := st.run(t, "stop"); err != nil {
 				t.Fatalf("stop %d: %v\n%s", i, err, out)
@@ -282,6 +291,9 @@ func TestSDNAT4(t *testing.T) {
 			}
 			if got := loAddrs(t, st.router); !slices.Equal(got, loBefore) {
 				t.Fatalf("stop %d: lo is %v, want %v", i, got, loBefore)
+			}
+			if !again.Exited() {
+				t.Fatal("stop did not end the running daemon")
 			}
 		}
 	})
