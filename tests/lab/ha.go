@@ -2,12 +2,18 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // The HA lab's networks: router instances share a public segment and a
@@ -245,4 +251,140 @@ func (r *Router) ServiceState(svc string) string {
 		}
 	}
 	return strings.TrimSpace(out)
+}
+
+// InNetns runs f on an OS thread that has entered h's network namespace:
+// sockets f creates live in that namespace (and keep working from any
+// thread afterwards). The thread goes back to its namespace afterwards.
+func InNetns(h Host, f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("reading the current network namespace: %w", err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(h.Netns())
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", h.Netns(), err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return fmt.Errorf("entering network namespace %s: %w", h.Netns(), err)
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		// The thread cannot be trusted any more: keep it locked so the
+		// runtime ends it with this goroutine.
+		runtime.LockOSThread()
+		return errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", h.Netns(), err))
+	}
+	return ferr
+}
+
+// Answer is one answered probe of a Watch.
+type Answer struct {
+	Sent, Received time.Time
+	Text           string // the nettool server's answer ("peer=... local=... name=...")
+}
+
+// Watch probes a nettool UDP server from a host at a steady rate, each probe
+// from a fresh socket (a fresh flow for NAT and conntrack), and records the
+// answers: traffic as a VM sees it while routers fail over.
+type Watch struct {
+	mu      sync.Mutex
+	answers []Answer
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// StartWatch sends a datagram to addr from h every interval until Stop.
+func StartWatch(h Host, addr string, every time.Duration) (*Watch, error) {
+	raddr, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watch{stop: make(chan struct{}), done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		defer close(w.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		err := InNetns(h, func() error {
+			started <- nil
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				c, err := net.DialUDP("udp4", nil, raddr)
+				if err == nil {
+					sent := time.Now()
+					if _, err := c.Write([]byte("watch\n")); err != nil {
+						c.Close()
+					} else {
+						wg.Add(1)
+						go w.await(c, sent, &wg)
+					}
+				}
+				select {
+				case <-w.stop:
+					return nil
+				case <-tick.C:
+				}
+			}
+		})
+		if err != nil {
+			started <- err
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Watch) await(c *net.UDPConn, sent time.Time, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer c.Close()
+	_ = c.SetReadDeadline(sent.Add(2 * time.Second))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	w.answers = append(w.answers, Answer{Sent: sent, Received: time.Now(), Text: strings.TrimSpace(string(buf[:n]))})
+	w.mu.Unlock()
+}
+
+// FirstSince waits up to timeout for the first answer to a probe sent
+// after t whose text contains want (any answer when want is empty).
+func (w *Watch) FirstSince(t time.Time, want string, timeout time.Duration) (Answer, error) {
+	var a Answer
+	err := Eventually(timeout, 5*time.Millisecond, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		var best *Answer
+		for i := range w.answers {
+			x := &w.answers[i]
+			if x.Sent.After(t) && strings.Contains(x.Text, want) && (best == nil || x.Received.Before(best.Received)) {
+				best = x
+			}
+		}
+		if best == nil {
+			return fmt.Errorf("no answer to a probe sent since %s containing %q", t.Format("15:04:05.000"), want)
+		}
+		a = *best
+		return nil
+	})
+	return a, err
+}
+
+// Stop ends the probes and waits for the last answers.
+func (w *Watch) Stop() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
 }

@@ -1,7 +1,10 @@
-// Command vrlab runs the Virtual Router lab: `vrlab demo` builds the lab
-// network in throwaway namespaces, configures a router instance from the
-// example context scripts/lab/demo.env through its real OpenRC services,
-// checks traffic for every feature, prints what it checked and cleans up.
+// Command vrlab runs the Virtual Router lab: `vrlab demo` builds the HA lab
+// in throwaway namespaces (two router instances on shared public and private
+// segments, an internet host, a VM), installs every service in both with its
+// own install verb, boots them from the example context scripts/lab/demo.env
+// as a boot or recontextualization does, checks traffic for every feature
+// through the floating IPs, fails the master over, prints what it checked
+// and cleans up.
 package main
 
 import (

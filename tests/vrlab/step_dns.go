@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -11,24 +10,23 @@ import (
 	"github.com/hypercx/vrouter/tests/lab"
 )
 
-// stepDNS installs one-dns in the router instance, gives the internet host
-// a nameserver of its own (dnsmasq with one public-looking record), and
-// shows the VM resolving through the router: a public name via the
-// forwarder, the router's own ep0.eth0.vr; the public side refused; stop
-// and start again through OpenRC. DNS is left running for the steps after.
+// stepDNS shows DNS as one-failover runs it on the master (after the
+// failover step: the new master): the internet host gets a nameserver of
+// its own (dnsmasq with one public-looking record), the VM resolves through
+// the private VIP a public name via the forwarder and the router's own
+// ep0.eth0.vr; the public side is refused; the backup runs no unbound; stop
+// and start again through OpenRC.
 func stepDNS(w *world, r *report) error {
-	fmt.Println("== DNS (unbound) through OpenRC (context: scripts/lab/demo.env)")
-	ctxFile, err := os.ReadFile(filepath.Join(lab.RepoRoot(), "scripts", "lab", "demo.env"))
+	fmt.Println("== DNS (unbound) on the master, through the private VIP")
+	m, err := w.master()
 	if err != nil {
-		return err
+		return r.add("dns", "a master to ask", 0, err)
 	}
+	b := w.ha.Other(m)
 	ask := func(h lab.Host, server, name string, want ...string) func() error {
 		return func() error { return dnsAnswer(h, server, name, want...) }
 	}
-	steps := []struct {
-		feature, what string
-		f             func() error
-	}{
+	return r.all([]checkFunc{
 		{"dns", "internet host runs a nameserver (dnsmasq): www.example.com = 198.51.100.80", func() error {
 			_, err := w.lab.Start(w.inet, "dnsmasq", "started", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 				"--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=203.0.113.100", "--port=53", "--user=root",
@@ -36,39 +34,35 @@ func stepDNS(w *world, r *report) error {
 				"--host-record=www.example.com,198.51.100.80")
 			return err
 		}},
-		{"install", "one-dns install (binary, one-dns and unbound OpenRC scripts)", func() error {
-			return w.router.Install("one-dns")
-		}},
-		{"context", "/run/one-context/one_env written from scripts/lab/demo.env", func() error {
-			return w.router.WriteFile("/run/one-context/one_env", ctxFile, 0o400)
-		}},
-		{"dns", "rc-service one-dns start (unbound.conf checked, unbound started)", func() error {
-			_, err := w.router.RC("one-dns", "start")
-			return err
-		}},
 		{"dns", "VM: dig @10.0.0.1 ep0.eth0.vr = 203.0.113.1 (the router's own name)", ask(w.vm, "10.0.0.1", "ep0.eth0.vr", "203.0.113.1")},
 		{"dns", "VM: dig @10.0.0.1 www.example.com = 198.51.100.80 (via the forwarder)", ask(w.vm, "10.0.0.1", "www.example.com", "198.51.100.80")},
 		{"dns", "internet host -> 10.0.0.1: REFUSED (not an allowed network)", func() error {
 			// A route for this check only: the other steps keep the
 			// internet host without a way into the private network.
-			if _, err := lab.Run(context.Background(), w.inet, "ip", "route", "add", "10.0.0.0/24", "via", "203.0.113.1"); err != nil {
+			if _, err := lab.Run(context.Background(), w.inet, "ip", "route", "add", "10.0.0.0/24", "via", lab.PublicVIP); err != nil {
 				return err
 			}
-			defer lab.Run(context.Background(), w.inet, "ip", "route", "del", "10.0.0.0/24", "via", "203.0.113.1")
+			defer lab.Run(context.Background(), w.inet, "ip", "route", "del", "10.0.0.0/24", "via", lab.PublicVIP)
 			return dnsAnswer(w.inet, "10.0.0.1", "www.example.com", "status: REFUSED")
 		}},
-		{"dns", "internet host -> 203.0.113.1: no DNS service on the public address", func() error {
-			if out, err := dig(w.inet, "203.0.113.1", "www.example.com"); err == nil {
+		{"dns", "internet host -> 203.0.113.1: no DNS service on the public VIP", func() error {
+			if out, err := dig(w.inet, lab.PublicVIP, "www.example.com"); err == nil {
 				return fmt.Errorf("the public address answered:\n%s", out)
 			}
 			return nil
 		}},
-		{"dns", "one-dns status: unbound runs with the context's configuration", func() error {
-			_, err := lab.Run(context.Background(), w.router, "one-dns", "status")
+		{"dns", m.Role + ": one-dns status: unbound runs with the context's configuration", func() error {
+			_, err := lab.Run(context.Background(), m, "one-dns", "status")
 			return err
 		}},
-		{"dns", "rc-service one-dns stop: unbound stopped, nothing answers", func() error {
-			if _, err := w.router.RC("one-dns", "stop"); err != nil {
+		{"dns", b.Role + " (backup): unbound is not running", func() error {
+			if st := b.ServiceState("unbound"); st == "started" {
+				return fmt.Errorf("unbound is %s on the backup", st)
+			}
+			return nil
+		}},
+		{"dns", m.Role + ": rc-service one-dns stop: unbound stopped, nothing answers", func() error {
+			if _, err := m.RC("one-dns", "stop"); err != nil {
 				return err
 			}
 			if out, err := dig(w.vm, "10.0.0.1", "ep0.eth0.vr"); err == nil {
@@ -76,20 +70,13 @@ func stepDNS(w *world, r *report) error {
 			}
 			return nil
 		}},
-		{"dns", "rc-service one-dns start again: the VM resolves ep0.eth0.vr", func() error {
-			if _, err := w.router.RC("one-dns", "start"); err != nil {
+		{"dns", m.Role + ": rc-service one-dns start again: the VM resolves ep0.eth0.vr", func() error {
+			if _, err := m.RC("one-dns", "start"); err != nil {
 				return err
 			}
 			return dnsAnswer(w.vm, "10.0.0.1", "ep0.eth0.vr", "203.0.113.1")
 		}},
-	}
-	var first error
-	for _, s := range steps {
-		if err := r.do(s.feature, s.what, s.f); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	})
 }
 
 // dig asks server for name's address from h (2 s, one try).
