@@ -21,6 +21,7 @@ var services = []string{
 	"one-router4",
 	"one-nat4",
 	"one-dns",
+	"one-sdnat4",
 }
 
 // steps run in order; each feature adds its own (a step_<feature>.go file
@@ -32,6 +33,7 @@ var steps = []func(*world, *report) error{
 	stepRouterNAT,
 	stepFailover,
 	stepDNS,
+	stepSDNAT4,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
