@@ -28,8 +28,9 @@ type IPTables interface {
 // Applier converges owned chains.
 type Applier struct {
 	Backend Backend
-	// IPT returns the jump manager; it is called only when a jump must be
-	// added or removed (go-iptables runs `iptables --version` when created).
+	// IPT returns the jump manager teardown uses to remove the jumps into
+	// the chains it deletes (go-iptables runs `iptables --version` when
+	// created, so it is built only then).
 	IPT func() (IPTables, error)
 	Log *slog.Logger
 
