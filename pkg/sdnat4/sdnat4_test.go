@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -297,5 +298,37 @@ func TestBadContextExit2NamesVariable(t *testing.T) {
 	// Disabled: OneGate is not needed.
 	if _, err := FromContext(onecontext.FromPairs("ETH0_IP=10.0.0.1"), "/nonexistent"); err != nil {
 		t.Error(err)
+	}
+}
+
+// status: no drift once applied; a lost lo address and a flushed chain are
+// drift (exit 3); a disabled SDNAT4 with leftovers is drift too.
+func TestStatus(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, guideEnv)
+	if _, err := w.applier().Apply(ctx, w.desired(t)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.svc.Status(ctx, w.rt())
+	if err != nil || len(rep.Drift) != 0 || !rep.Applied || !rep.Enabled {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if !slices.Contains(rep.Details, "  203.0.113.20 -> 10.0.1.20 (VM 20)") {
+		t.Errorf("details: %q", rep.Details)
+	}
+	if err := w.applier().Addrs.Remove([]netip.Prefix{netip.MustParsePrefix("203.0.113.50/32")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.nf.Run("-t nat -F DNAT4"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = w.svc.Status(ctx, w.rt())
+	if err != nil || len(rep.Drift) != 2 || !strings.Contains(strings.Join(rep.Drift, "\n"), "203.0.113.50/32 label SDNAT4 missing") {
+		t.Fatalf("%q %v", rep.Drift, err)
+	}
+	w.env = w.env.With(VarEnabled + "=NO")
+	rep, err = w.svc.Status(ctx, w.rt())
+	if err != nil || len(rep.Drift) != 1 || rep.Enabled {
+		t.Fatalf("disabled: %+v %v", rep, err)
 	}
 }

@@ -40,7 +40,7 @@ func (Service) Info() cli.Info {
 		Description: "Every ONEAPP_VNF_SDNAT4_REFRESH_RATE seconds, asks OneGate for the router's networks and maps each EXTERNAL NIC alias " +
 			"lease (a public address) to the same VM's lease on the alias's parent network, when that address lies in the network of " +
 			"an ONEAPP_VNF_SDNAT4_INTERFACES NIC: DNAT in chain DNAT4, SNAT in chain SNAT4 (both hooked first, ahead of NAT4, and " +
-			"replaced in one iptables-restore transaction), and the public address as a /32 on lo labelled SDNAT4. An unchanged " +
+			"changed in one iptables-restore transaction), and the public address as a /32 on lo labelled SDNAT4. An unchanged " +
 			"poll writes nothing; a OneGate failure keeps the current mappings; a lease that cannot be mapped is skipped with a " +
 			"warning naming it. Daemon: start runs in the foreground (SIGHUP re-reads the context); stop ends a running daemon " +
 			"and removes every rule, chain, jump and lo address of SDNAT4; render shows what OneGate reports now.",
@@ -51,6 +51,8 @@ func (Service) Info() cli.Info {
 			{Name: VarInterfaces, Default: "no NICs", Help: "NICs whose networks hold the private addresses to map (e.g. \"eth0 eth1\"); management NICs are ignored"},
 			{Name: VarRefreshRate, Default: "30", Help: "seconds between OneGate polls (1-86400, fractions allowed)"},
 			{Name: onegate.VarEndpoint, Default: "", Help: "OneGate endpoint (set by OpenNebula when the VM has TOKEN=YES); required when SDNAT4 is enabled"},
+			{Name: onegate.VarToken, Default: onegate.TokenFile, Help: "OneGate token (never logged)"},
+			{Name: onegate.VarVMID, Default: "", Help: "this VM's ID, sent to OneGate"},
 			{Name: onegate.VarSkipTLSVerify, Default: "NO", Help: "YES: do not verify OneGate's TLS certificate (self-signed clouds)"},
 			{Name: conntrackd.VarEnabled, Default: "NO", Help: "YES: hairpin connections are translated to the NIC's VIP instead of masqueraded"},
 		},
