@@ -28,15 +28,6 @@ type Netlink interface {
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 }
 
-// System opens a netlink handle in the current network namespace.
-func System() (Netlink, func(), error) {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening netlink: %w", err)
-	}
-	return h, h.Close, nil
-}
-
 // Owned is the set of addresses with Label on Dev.
 type Owned struct {
 	Netlink Netlink

@@ -42,7 +42,7 @@ type Poll struct {
 // Spec.Refresh, and at once after a reload.
 type Daemon struct {
 	Log   *slog.Logger
-	Apply Applier
+	Apply *Applier
 	// NewGate builds a OneGate client for a configuration (NewGate when nil).
 	NewGate func(onegate.Config, *slog.Logger) (Gate, func(), error)
 	// Reload receives a value for every SIGHUP; LoadSpec then reads the
@@ -185,7 +185,7 @@ func (d *Daemon) poll(ctx context.Context, spec Spec) {
 		d.Log.Error("applying the mappings failed", "err", err)
 	case res.Changed:
 		d.Log.Info("mappings applied", "mappings", len(maps), "addresses_added", res.Added, "addresses_removed", res.Removed,
-			"chains_rewritten", res.Rules.Chains, "jumps", res.Rules.Jumps, "skipped_leases", len(skips),
+			"chains_changed", res.Rules.Chains, "jumps", res.Rules.Jumps, "connections_ended", res.Ended, "skipped_leases", len(skips),
 			"apply_took", applyTook, "poll_took", time.Since(start))
 		for _, m := range maps {
 			d.Log.Debug("mapping", "public", m.External.String(), "private", m.Internal.String(), "vm", m.VM, "out", m.Out, "lease", m.Lease)

@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/golden"
-	"github.com/hypercx/vrouter/pkg/ifaddr"
 	"github.com/hypercx/vrouter/pkg/ifaddr/ifaddrtest"
 	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
@@ -80,10 +82,51 @@ func TestRenderOnly(t *testing.T) {
 	}
 }
 
+// kernel is the fake netlink: lo's addresses (ifaddrtest) and a conntrack
+// table whose entries are deleted by filter, as the kernel does.
+type kernel struct {
+	*ifaddrtest.Netlink
+	mu    sync.Mutex
+	flows []*netlink.ConntrackFlow
+}
+
+// flow adds a conntrack entry: orig src -> orig dst, translated to the
+// reply src/dst.
+func (k *kernel) flow(src, dst, replySrc, replyDst string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.flows = append(k.flows, &netlink.ConntrackFlow{
+		Forward: netlink.IPTuple{SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)},
+		Reverse: netlink.IPTuple{SrcIP: net.ParseIP(replySrc), DstIP: net.ParseIP(replyDst)},
+	})
+}
+
+func (k *kernel) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.flows)
+}
+
+func (k *kernel) ConntrackDeleteFilters(_ netlink.ConntrackTableType, _ netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var keep []*netlink.ConntrackFlow
+	var n uint
+	for _, f := range k.flows {
+		if slices.ContainsFunc(filters, func(c netlink.CustomConntrackFilter) bool { return c.MatchConntrackFlow(f) }) {
+			n++
+			continue
+		}
+		keep = append(keep, f)
+	}
+	k.flows = keep
+	return n, nil
+}
+
 // world is a router with fake iptables and netlink, and the simulator.
 type world struct {
 	nf  *netfiltertest.IPTables
-	nl  *ifaddrtest.Netlink
+	nl  *kernel
 	sim *sim.Server
 	env onecontext.Env
 	svc Service
@@ -91,9 +134,9 @@ type world struct {
 
 func newWorld(t *testing.T, env string) *world {
 	t.Helper()
-	w := &world{nf: netfiltertest.New(), nl: ifaddrtest.New()}
+	w := &world{nf: netfiltertest.New(), nl: &kernel{Netlink: ifaddrtest.New()}}
 	w.sim, w.env = simulate(t, fixtures(t, "guide-example"), onecontext.FromPairs(strings.Fields(env)...))
-	w.svc = Service{Netlink: func() (ifaddr.Netlink, func(), error) { return w.nl, func() {}, nil }}
+	w.svc = Service{Netlink: func() (Netlink, func(), error) { return w.nl, func() {}, nil }}
 	// Someone else's rule and address, which must survive everything.
 	if err := w.nf.Run("-t nat -A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE"); err != nil {
 		t.Fatal(err)
@@ -108,7 +151,7 @@ func (w *world) rt() *cli.Runtime {
 	return &cli.Runtime{Env: w.env, Root: "/nonexistent", Netfilter: w.nf.Applier(), Log: slog.New(slog.DiscardHandler), Stdout: &bytes.Buffer{}}
 }
 
-func (w *world) applier() Applier { return NewApplier(w.nf.Applier(), w.nl) }
+func (w *world) applier() *Applier { return NewApplier(w.nf.Applier(), w.nl) }
 
 // desired is what OneGate says now.
 func (w *world) desired(t *testing.T) Desired {
@@ -166,8 +209,8 @@ func TestApplyTwiceTeardownTwiceCanary(t *testing.T) {
 }
 
 func TestTeardownOnEmpty(t *testing.T) {
-	nf, nl := netfiltertest.New(), ifaddrtest.New()
-	svc := Service{Netlink: func() (ifaddr.Netlink, func(), error) { return nl, func() {}, nil }}
+	nf, nl := netfiltertest.New(), &kernel{Netlink: ifaddrtest.New()}
+	svc := Service{Netlink: func() (Netlink, func(), error) { return nl, func() {}, nil }}
 	rt := &cli.Runtime{Env: onecontext.FromPairs("ETH0_IP=garbage", "ONEAPP_VNF_SDNAT4_ENABLED=maybe"), Root: "/nonexistent",
 		Netfilter: nf.Applier(), Log: slog.New(slog.DiscardHandler)}
 	if err := svc.Stop(context.Background(), rt); err != nil || nf.Writes != 0 || nl.Writes != 0 {
@@ -330,5 +373,37 @@ func TestStatus(t *testing.T) {
 	rep, err = w.svc.Status(ctx, w.rt())
 	if err != nil || len(rep.Drift) != 1 || rep.Enabled {
 		t.Fatalf("disabled: %+v %v", rep, err)
+	}
+}
+
+// A mapping that goes, or moves to another VM, ends its connections
+// (conntrack entries in both directions); others are left alone.
+func TestRemovedMappingEndsConnections(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, guideEnv)
+	a := w.applier()
+	d := w.desired(t)
+	if _, err := a.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	w.nl.flow("198.51.100.7", "203.0.113.20", "10.0.1.20", "198.51.100.7") // into the mapping
+	w.nl.flow("10.0.1.20", "198.51.100.7", "198.51.100.7", "203.0.113.20") // out of it
+	w.nl.flow("198.51.100.7", "203.0.113.50", "10.0.1.21", "198.51.100.7") // the other mapping
+	w.nl.flow("10.0.1.99", "198.51.100.7", "198.51.100.7", "203.0.113.2")  // someone else's
+	res, err := a.Apply(ctx, Render(spec(t, guideEnv), d.Mappings[1:]))
+	if err != nil || res.Ended != 2 || w.nl.count() != 2 {
+		t.Fatalf("%+v %v, %d entries left", res, err, w.nl.count())
+	}
+	// 203.0.113.50 moves to another VM: its connections end too.
+	moved := d.Mappings[1:]
+	moved[0].Internal = netip.MustParseAddr("10.0.1.22")
+	if res, err := a.Apply(ctx, Render(spec(t, guideEnv), moved)); err != nil || res.Ended != 1 || w.nl.count() != 1 {
+		t.Fatalf("moved: %+v %v, %d entries left", res, err, w.nl.count())
+	}
+	// stop leaves connections alone (on a failover, conntrackd would pass
+	// the deletions on to the new master).
+	w.nl.flow("198.51.100.7", "203.0.113.50", "10.0.1.22", "198.51.100.7")
+	if err := a.Teardown(ctx); err != nil || w.nl.count() != 2 {
+		t.Fatalf("teardown: %v, %d entries left", err, w.nl.count())
 	}
 }

@@ -28,8 +28,8 @@ const StatePath = "/run/one-sdnat4.state"
 type Service struct {
 	// Gate builds the OneGate client (NewGate when nil).
 	Gate func(onegate.Config, *slog.Logger) (Gate, func(), error)
-	// Netlink opens the netlink seam (ifaddr.System when nil).
-	Netlink func() (ifaddr.Netlink, func(), error)
+	// Netlink opens the netlink seam (System when nil).
+	Netlink func() (Netlink, func(), error)
 }
 
 // Info describes one-sdnat4.
@@ -59,11 +59,11 @@ func (Service) Info() cli.Info {
 	}
 }
 
-func (s Service) netlink() (ifaddr.Netlink, func(), error) {
+func (s Service) netlink() (Netlink, func(), error) {
 	if s.Netlink != nil {
 		return s.Netlink()
 	}
-	return ifaddr.System()
+	return System()
 }
 
 func (s Service) gate() func(onegate.Config, *slog.Logger) (Gate, func(), error) {

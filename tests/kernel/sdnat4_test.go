@@ -219,11 +219,25 @@ func TestSDNAT4(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
-	t.Run("an alias removed in OneGate disappears within a refresh", func(t *testing.T) {
+	t.Run("an alias removed in OneGate disappears within a refresh, its connections too", func(t *testing.T) {
+		hold, err := st.lab.Start(st.inet, "hold", "connected", lab.Bin("nettool"), "hold", "203.0.113.20:80",
+			"--interval", "100ms", "--duration", "20s", "--timeout", "2s")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := st.gate.WriteDocument("vm-20", []byte(vm20WithoutAlias)); err != nil {
 			t.Fatal(err)
 		}
 		wantMapped(t, st, "203.0.113.50")
+		eventually(t, "the established connection ended", func() error {
+			if !hold.Exited() {
+				return fmt.Errorf("still going: %s", lastLine(hold.Output()))
+			}
+			return nil
+		})
+		if hold.Wait() == nil {
+			t.Fatalf("the connection outlived its mapping: %s", hold.Output())
+		}
 		if dnat := lab.MustRun(t, st.router, "iptables", "-t", "nat", "-S", "DNAT4"); strings.Contains(dnat, "203.0.113.20") {
 			t.Fatalf("DNAT4 still maps it:\n%s", dnat)
 		}
@@ -367,3 +381,8 @@ const (
     {"IP": "203.0.113.50", "MAC": "02:00:cb:00:71:32", "VNET": "2"},
     {"IP": "203.0.113.51", "MAC": "02:00:cb:00:71:33", "VNET": "2"}]}}}}}`
 )
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
