@@ -177,3 +177,23 @@ func TestDaemonReload(t *testing.T) {
 		t.Fatal("the daemon's exit removed the mappings (stop does that, not a restart)")
 	}
 }
+
+// A document OneGate garbles (not the object it should be) is an error, not
+// "no leases": its last good answer is used and every mapping stays.
+func TestDaemonMalformedDocumentKeepsMappings(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, guideEnv)
+	d, s := w.daemon(t)
+	var last Poll
+	d.OnPoll = func(p Poll) { last = p }
+	d.poll(ctx, s)
+	writes := w.writes()
+	w.sim.SetDocument("vnet-1", []byte(`{"VNET": "garbage"}`))
+	d.poll(ctx, s)
+	if !errors.Is(last.GateErr, onegate.ErrStale) || !strings.Contains(last.GateErr.Error(), "no VNET object") {
+		t.Fatalf("gate error: %v", last.GateErr)
+	}
+	if len(last.Mappings) != 2 || w.writes() != writes || len(loPublic(w)) != 2 {
+		t.Fatalf("%d mappings, %d writes, %v", len(last.Mappings), w.writes()-writes, loPublic(w))
+	}
+}

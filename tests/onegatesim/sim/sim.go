@@ -474,6 +474,12 @@ func (s *Server) getVNet(raw string, extended bool) (int, []byte, error) {
 		return http.StatusNotFound, []byte(fmt.Sprintf("Virtual network %d not found", id)), nil
 	}
 	vnet := obj(m["VNET"])
+	if vnet == nil {
+		// A malformed fixture is served as it is: tests use it to see
+		// what a client makes of a garbled document.
+		b, err := json.Marshal(m)
+		return http.StatusOK, b, err
+	}
 	if ok, err := s.visible(vr, vnet, id); err != nil || !ok {
 		return http.StatusBadRequest, []byte(fmt.Sprintf("Virtual Network %d cannot be retrieved from Virtual router %s.", id, text(obj(vr["VROUTER"])["ID"]))), err
 	}
