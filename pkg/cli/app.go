@@ -158,11 +158,17 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 			},
 		}
 	}
+	var extra []*ucli.Command
+	if v, ok := svc.(Verber); ok {
+		for _, x := range v.Verbs() {
+			extra = append(extra, ownVerb(x, info, o))
+		}
+	}
 	startDesc := "Applies the context and returns."
 	if info.Kind == Daemon {
 		startDesc = "Runs in the foreground until SIGTERM or SIGINT, keeping the live state converged."
 	}
-	return []*ucli.Command{
+	return append([]*ucli.Command{
 		verb("install", "install the binary and its OpenRC scripts under --root (image build step)",
 			"Copies this binary to <root>/usr/sbin/"+info.Name+" and the OpenRC scripts "+strings.Join(info.Scripts, ", ")+" to <root>/etc/init.d/.",
 			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error { return install(ctx, svc, info, rt) }),
@@ -205,6 +211,41 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 				}
 				return nil
 			}),
+	}, extra...)
+}
+
+// ownVerb builds the command of a service's own verb.
+func ownVerb(v Verb, info Info, o Options) *ucli.Command {
+	var flags []ucli.Flag
+	for _, b := range v.Bools {
+		flags = append(flags, &ucli.BoolFlag{Name: b.Name, Usage: b.Help})
+	}
+	want := len(strings.Fields(v.Args))
+	return &ucli.Command{
+		Name: v.Name, Usage: v.Usage, Description: v.Description, ArgsUsage: v.Args,
+		Flags: append(flags, globalFlags...),
+		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
+			return &UsageError{Msg: err.Error()}
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != want {
+				return &UsageError{Msg: fmt.Sprintf("usage: %s %s %s", info.Name, v.Name, v.Args)}
+			}
+			rt, fileLog, closeLog, err := newRuntime(c, info, o)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			set := map[string]bool{}
+			for _, b := range v.Bools {
+				set[b.Name] = c.Bool(b.Name)
+			}
+			err = v.Run(c.Context, rt, c.Args().Slice(), set)
+			if err != nil {
+				fileLog.Error(v.Name+" failed", "err", describeError(err).Error())
+			}
+			return err
+		},
 	}
 }
 

@@ -85,6 +85,23 @@ type Installer interface {
 	Install(ctx context.Context, rt *Runtime) error
 }
 
+// Verb is a verb of a service's own, beside the standard ones (one-wg's
+// `peer N`). It gets the runtime like the others.
+type Verb struct {
+	Name, Usage, Description string
+	// Args names the positional arguments, e.g. "N"; the verb takes
+	// exactly that many (one per blank-separated word).
+	Args string
+	// Bools are the verb's boolean flags (Name, Help; Default unused).
+	Bools []Var
+	Run   func(ctx context.Context, rt *Runtime, args []string, flags map[string]bool) error
+}
+
+// Verber is implemented by services with verbs of their own.
+type Verber interface {
+	Verbs() []Verb
+}
+
 // Runtime is what a verb works with: the context, the filesystem root, the
 // logger and the seams to the system. Tests build it with fakes.
 type Runtime struct {

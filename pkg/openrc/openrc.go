@@ -96,7 +96,13 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 func ParseStatus(out string) State {
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
-			switch st := State(strings.TrimSpace(v)); st {
+			// A script's own status() may say why: "crashed (unbound is
+			// not running)".
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				continue
+			}
+			switch st := State(f[0]); st {
 			case Started, Stopped, Starting, Stopping, Crashed, Inactive:
 				return st
 			}

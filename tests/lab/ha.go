@@ -244,10 +244,15 @@ func (r *Router) Return() error { return r.Links(true, "eth0", "eth1") }
 // ServiceState is `rc-service <svc> status` inside the instance ("started",
 // "stopped", "crashed", ...).
 func (r *Router) ServiceState(svc string) string {
-	out, _ := r.RC(svc, "status")
+	// A script's own status() reports with eerror, on stderr, and may say
+	// why ("crashed (wireguard-go is not running)").
+	b, _ := r.Command(context.Background(), "rc-service", svc, "status").CombinedOutput()
+	out := string(b)
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
-			return strings.TrimSpace(v)
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
 		}
 	}
 	return strings.TrimSpace(out)

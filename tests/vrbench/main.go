@@ -81,6 +81,7 @@ func main() {
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
 		{"sdnat4", benchSDNAT4},
+		{"wg", benchWG},
 	}
 	failed := false
 	for _, g := range groups {

@@ -14,11 +14,9 @@ import (
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
-// The demo's OneGate (scripts/lab/demo.env: ONEGATE_ENDPOINT, TOKENTXT) and
-// the VM that has a public address in its fixtures (scripts/lab/onegate).
+// The VM that has a public address in the demo's OneGate documents
+// (scripts/lab/onegate), and its documents.
 const (
-	gateAddr   = "203.0.113.250"
-	gateToken  = "demo-onegate-token"
 	webAddr    = "10.0.0.13"
 	webPublic  = "203.0.113.20"
 	sdnatRate  = 2 * time.Second // ONEAPP_VNF_SDNAT4_REFRESH_RATE
@@ -27,15 +25,20 @@ const (
     "NIC": [{"NIC_ID": "0", "NAME": "NIC0", "NETWORK": "private", "NETWORK_ID": "1", "IP": "10.0.0.13", "MAC": "02:00:0a:00:00:0d"}]}}}`
 )
 
+// sdnatDocs are the documents of scripts/lab/onegate the step gives OneGate.
+var sdnatDocs = []string{"vnet-0", "vnet-1", "vm-20"}
+
 // stepSDNAT4 shows SDNAT4 as one-failover runs it on the master (the new
-// one, after the failover step): OneGate (the simulator, on the public
-// segment) reports that VM 20, "web" (a second VM, 10.0.0.13), has the
-// EXTERNAL alias 203.0.113.20; the master maps it both ways within one
-// refresh, the internet reaches web on its public address (TCP, UDP, ICMP),
+// one, after the failover step): OneGate (the simulator on the internet
+// host, given the demo's networks from scripts/lab/onegate) reports that
+// VM 20, "web" (a second VM, 10.0.0.13), has the EXTERNAL alias
+// 203.0.113.20; the master maps it both ways within one refresh, the
+// internet reaches web on its public address (TCP, UDP, ICMP),
 // web's own traffic leaves with it while the first VM still leaves with the
 // router's (NAT4), the first VM reaches web's public address (hairpin), a
 // OneGate outage changes nothing, and detaching and re-attaching the alias
-// in OneGate removes and restores the mapping within a refresh.
+// in OneGate removes and restores the mapping within a refresh. The
+// simulator's standard documents are back when it ends.
 func stepSDNAT4(w *world, r *report) error {
 	fmt.Println("== SDNAT4 on the master: public addresses from OneGate (the simulator), mapped 1:1")
 	m, err := w.master()
@@ -43,7 +46,7 @@ func stepSDNAT4(w *world, r *report) error {
 		return r.add("sdnat4", "a master to map", 0, err)
 	}
 	b := w.ha.Other(m)
-	var gate *sim.Process
+	gate := w.gate
 	var web *lab.Namespace
 	mapped := func(rt *lab.Router) bool { return strings.Contains(sdnatAddrs(rt), webPublic+"/32") }
 	live := func(want bool) error {
@@ -54,17 +57,25 @@ func stepSDNAT4(w *world, r *report) error {
 			return nil
 		})
 	}
+	defer func() {
+		for _, name := range sdnatDocs {
+			if doc, err := os.ReadFile(filepath.Join(sim.Fixtures(), name+".json")); err == nil {
+				_ = gate.WriteDocument(name, doc)
+			}
+		}
+	}()
 	errs := r.all([]checkFunc{
-		{"sdnat4", "OneGate simulator on the public segment (" + gateAddr + ", fixtures scripts/lab/onegate)", func() error {
-			cloud, err := w.lab.Host("cloud")
-			if err != nil {
-				return err
+		{"sdnat4", "OneGate describes the demo's networks: web (VM 20) has the EXTERNAL alias " + webPublic, func() error {
+			for _, name := range sdnatDocs {
+				doc, err := fixture(name)
+				if err != nil {
+					return err
+				}
+				if err := gate.WriteDocument(name, doc); err != nil {
+					return err
+				}
 			}
-			if err := w.ha.Public.Attach(cloud, "eth0", gateAddr+"/24"); err != nil {
-				return err
-			}
-			gate, err = sim.Start(w.lab, cloud, gateAddr+":5030", gateToken, filepath.Join(lab.RepoRoot(), "scripts", "lab", "onegate"))
-			return err
+			return nil
 		}},
 		{"sdnat4", "a second VM, web (" + webAddr + "), serving TCP/UDP 80", func() error {
 			if web, err = w.lab.Host("web"); err != nil {
@@ -153,9 +164,6 @@ func stepSDNAT4(w *world, r *report) error {
 			return answer(web, "tcp", lab.InetAddr+":7000", "peer="+lab.PublicVIP+":")
 		}},
 	})
-	if gate == nil {
-		return errs
-	}
 	again := r.measure("sdnat4", "alias attached again: mapped again (time from the change, refresh 2 s)", func() (time.Duration, error) {
 		doc, err := fixture("vm-20")
 		if err != nil {
