@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -63,6 +64,7 @@ type Result struct {
 // after theirs, so the router never claims an address it does not map.
 func (a *Applier) Apply(ctx context.Context, d Desired) (Result, error) {
 	var res Result
+	t0 := time.Now()
 	plan, err := a.Addrs.Plan(d.Addrs)
 	if err != nil {
 		return res, err
@@ -74,16 +76,20 @@ func (a *Applier) Apply(ctx context.Context, d Desired) (Result, error) {
 		return res, err
 	}
 	res.Removed = len(plan.Del)
+	t1 := time.Now()
 	rr, err := a.Netfilter.Apply(ctx, d.Rules)
 	res.Rules = rr
 	if err != nil {
 		return res, err
 	}
+	t2 := time.Now()
 	if err := a.Addrs.Add(plan.Add); err != nil {
 		return res, err
 	}
 	res.Added = len(plan.Add)
+	t3 := time.Now()
 	res.Ended = a.endConnections(plan.Del, d.Mappings)
+	a.log().Debug("apply phases", "addresses_read_removed", t1.Sub(t0), "rules", t2.Sub(t1), "addresses_added", t3.Sub(t2), "conntrack", time.Since(t3))
 	res.Changed = rr.Changed || res.Added > 0 || res.Removed > 0
 	return res, nil
 }
