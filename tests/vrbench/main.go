@@ -81,6 +81,7 @@ func main() {
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
 		{"dhcp", benchDHCP},
+		{"sdnat4", benchSDNAT4},
 		{"wg", benchWG},
 		{"lb", benchLB},
 		{"recontext", benchRecontext},

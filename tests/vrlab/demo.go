@@ -25,6 +25,7 @@ var services = []string{
 	"one-dhcp4v2",
 	"one-wg",
 	"one-haproxy",
+	"one-sdnat4",
 }
 
 // steps run in order; each feature adds its own (a step_<feature>.go file
@@ -39,6 +40,7 @@ var steps = []func(*world, *report) error{
 	stepDHCP,
 	stepWG,
 	stepLB,
+	stepSDNAT4,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
