@@ -119,9 +119,20 @@ func TestConfigFromContext(t *testing.T) {
 		{name: "no host", env: []string{"ONEGATE_ENDPOINT=http:///x"}, err: `ONEGATE_ENDPOINT="http:///x": no host`},
 		{name: "bad vmid", env: []string{"ONEGATE_ENDPOINT=http://x", "VMID=-3"}, err: `VMID="-3": not a VM ID`},
 		{name: "bad skip", env: []string{"ONEGATE_ENDPOINT=http://x", "ONEAPP_VNF_ONEGATE_SKIP_TLS_VERIFY=maybe"}, err: `ONEAPP_VNF_ONEGATE_SKIP_TLS_VERIFY="maybe"`},
+		// The value is shown, its password never.
+		{name: "bad endpoint with a password", env: []string{"ONEGATE_ENDPOINT=https://oneadmin:pa55word@cloud.example/onegate?x=1"},
+			err: `ONEGATE_ENDPOINT="https://oneadmin:xxxxx@cloud.example/onegate?x=1": a query or fragment is not allowed`},
+		{name: "unparsable endpoint with a password", env: []string{"ONEGATE_ENDPOINT=http://u:pa55word@cloud.example/%zz"},
+			err: `ONEGATE_ENDPOINT="http://u:xxxxx@cloud.example/%zz": not a URL`},
+		// No HTTP header carries it: refused at once, not on every poll.
+		{name: "token with a line break", env: []string{"ONEGATE_ENDPOINT=http://x", "TOKENTXT=abc\nX-Other: 1"},
+			err: `TOKENTXT=(secret, not shown): the token holds a control character`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := onegate.ConfigFromContext(onecontext.FromPairs(tc.env...), fsroot.Root(root))
+			if err != nil && (strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "abc")) {
+				t.Errorf("a secret in the message: %v", err)
+			}
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -123,15 +124,30 @@ func ConfigFromContext(env onecontext.Env, root fsroot.Root) (Config, error) {
 	}
 	u, err := ParseEndpoint(raw)
 	if err != nil {
-		return Config{}, onecontext.Errorf(VarEndpoint, env.Get(VarEndpoint), "%v", err)
+		return Config{}, onecontext.Errorf(VarEndpoint, RedactEndpoint(env.Get(VarEndpoint)), "%v", err)
 	}
 	cfg.Endpoint = u
 	if t := strings.TrimSpace(env.Get(VarToken)); t != "" {
+		// Go refuses such a header value on every request: a daemon would
+		// poll in vain for ever. The message hides the value (a secret).
+		if strings.ContainsFunc(t, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return Config{}, onecontext.Errorf(VarToken, t, "the token holds a control character (a line break?), which no HTTP header can carry")
+		}
 		cfg.Token = Secret(t)
 	} else {
 		cfg.TokenPath = root.Path(TokenFile)
 	}
 	return cfg, nil
+}
+
+// userinfoPassword is the password of a URL's user information
+// ("//user:password@host"), whether or not the rest of the URL parses.
+var userinfoPassword = regexp.MustCompile(`(//[^/?#@]*?:)[^/?#@]*@`)
+
+// RedactEndpoint hides the password an endpoint may carry (a reverse proxy
+// with basic authentication), for messages that show the value.
+func RedactEndpoint(raw string) string {
+	return userinfoPassword.ReplaceAllString(raw, "${1}xxxxx@")
 }
 
 // ParseEndpoint checks an OneGate endpoint: http or https, a host, no query

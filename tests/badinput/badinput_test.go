@@ -26,11 +26,12 @@ import (
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
 // installed are the services the router runs; a service plugs in here once
 // its binary is implemented.
-var installed = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2", "one-wg"}
+var installed = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2", "one-wg", "one-sdnat4", "one-lvs", "one-haproxy"}
 
 // verbs that read the context and must refuse a bad one.
 var verbs = []string{"configure", "start", "render"}
@@ -49,7 +50,7 @@ func TestBadInput(t *testing.T) {
 	if why := lab.CanRun(); why != "" {
 		t.Skip("bad-input test skipped: " + why)
 	}
-	for _, tool := range []string{"keepalived", "rc-service", "supervise-daemon", "unbound"} {
+	for _, tool := range []string{"keepalived", "rc-service", "supervise-daemon", "unbound", "haproxy", "wireguard-go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("bad-input test skipped: needs %s (scripts/install-deps.sh installs it)", tool)
 		}
@@ -68,6 +69,21 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := h.Routers[0]
+	// OneGate, for SDNAT4 and the dynamic backends: the simulator on the
+	// internet host, describing the lab's networks (scripts/lab/onegate).
+	gate, err := sim.Start(l, h.Inet, strings.TrimPrefix(gateURL, "http://"), gateToken, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vnet-0", "vnet-1", "vm-20"} {
+		doc, err := os.ReadFile(filepath.Join(lab.RepoRoot(), "scripts", "lab", "onegate", name+".json"))
+		if err == nil {
+			err = gate.WriteDocument(name, doc)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := r.InstallAppliance(installed...); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +104,26 @@ func TestBadInput(t *testing.T) {
 		}
 		if len(r.LogLines("/var/log/one-appliance/one-failover.log", "msg=applied", "action=serve")) == 0 {
 			return errors.New("one-failover has not served")
+		}
+		// The daemons applied the good context: what the bad ones must
+		// leave alone is there (SDNAT4's mapping from OneGate, LVS's marks
+		// and lvs.conf, HAProxy's servers).
+		k, err := r.Kernel()
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"-A DNAT4 -d 203.0.113.20/32 -j DNAT --to-destination 10.0.0.14", "-A LVS-FWMARK "} {
+			if !strings.Contains(k.Rules, want) {
+				return fmt.Errorf("no %q in the kernel yet", want)
+			}
+		}
+		for file, want := range map[string]string{"/etc/keepalived/conf.d/lvs.conf": "10.0.0.13 443", "/etc/haproxy/servers.cfg": "10.0.0.13:80"} {
+			if b, _ := r.ReadFile(file); !strings.Contains(string(b), want) {
+				return fmt.Errorf("no %q in %s yet", want, file)
+			}
+		}
+		if st := r.ServiceState("haproxy"); st != "started" {
+			return fmt.Errorf("haproxy is %s", st)
 		}
 		return nil
 	}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,9 +175,24 @@ func (r *Router) Starts() map[string]string {
 		}
 		out[e.Name()] = id
 	}
+	pids := map[string][]int{}
 	for _, comm := range []string{"keepalived", "one-failover", "unbound", "one-dhcp4v2", "conntrackd", "haproxy", "wireguard-go", "one-sdnat4", "one-lvs", "one-haproxy"} {
-		if pids := r.daemonPIDs(comm); len(pids) > 0 {
-			out["pid:"+comm] = fmt.Sprint(pids)
+		pids[comm] = r.daemonPIDs(comm)
+	}
+	// A daemon's child between fork and exec still runs the daemon's
+	// binary (one-failover forks rc-service every few seconds): only the
+	// processes that still run it a moment later count.
+	time.Sleep(50 * time.Millisecond)
+	for comm, first := range pids {
+		again := r.daemonPIDs(comm)
+		var stable []int
+		for _, p := range first {
+			if slices.Contains(again, p) {
+				stable = append(stable, p)
+			}
+		}
+		if len(stable) > 0 {
+			out["pid:"+comm] = fmt.Sprint(stable)
 		}
 	}
 	return out
