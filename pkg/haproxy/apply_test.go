@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -339,6 +340,18 @@ func TestDaemon(t *testing.T) {
 	waitFor("172.20.0.104:8080 172.20.0.150:8080")
 	if b, _ := root.ReadFile(ServersFile); !strings.Contains(string(b), "server lb0_172.20.0.150_8080 172.20.0.150:8080") {
 		t.Fatalf("servers.cfg:\n%s", b)
+	}
+	// OneGate does not answer status and render (onegate.invalid): they
+	// take the backends the daemon keeps, and call nothing drift.
+	rep, err := svc.Status(ctx, rt)
+	if err != nil || len(rep.Drift) != 0 || !slices.ContainsFunc(rep.Details, func(d string) bool {
+		return strings.HasPrefix(d, "backends: static and dynamic: OneGate does not answer now (") && strings.Contains(d, "onegate.invalid")
+	}) {
+		t.Fatalf("status while OneGate does not answer it: %+v %v", rep, err)
+	}
+	arts, err := svc.Render(ctx, rt)
+	if err != nil || len(arts) != 2 || !strings.Contains(string(arts[1].Body), "172.20.0.150:8080") {
+		t.Fatalf("render while OneGate does not answer it: %v %+v", err, arts)
 	}
 	g.set(nil)
 	waitFor("172.20.0.104:8080")

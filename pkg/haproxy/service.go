@@ -13,8 +13,13 @@ import (
 )
 
 // LockFile is held by the running daemon: a second one fails at once, and
-// configure knows servers.cfg is the daemon's.
-const LockFile = "/run/one-haproxy.lock"
+// configure knows servers.cfg is the daemon's. DaemonState is where it says
+// which dynamic backends it keeps (render and status use them while OneGate
+// does not answer).
+const (
+	LockFile    = "/run/one-haproxy.lock"
+	DaemonState = "/run/one-haproxy.state"
+)
 
 // Service is one-haproxy.
 type Service struct {
@@ -141,7 +146,7 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	h := s.haproxy(rt)
 	return lb.Daemon[Spec]{
-		Name: "one-haproxy", LockFile: LockFile, Family: Family,
+		Name: "one-haproxy", LockFile: LockFile, StateFile: DaemonState, Family: Family,
 		EnabledVar: VarEnabled, Idle: "HAProxy is disabled: haproxy stays stopped until a context enables it",
 		Parse:  spec,
 		Config: func(sp Spec) lb.Config { return sp.Config },
@@ -182,7 +187,7 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 		rt.Log.Info("HAProxy is disabled: nothing to apply", "var", VarEnabled)
 		return nil, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log)
+	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-haproxy"))
 	d := Render(sp, res.LBs)
 	return []cli.Artefact{{Target: MainFile, Body: d.Main}, {Target: ServersFile, Body: d.Servers}}, nil
 }
@@ -205,7 +210,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		}
 		return rep, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log)
+	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-haproxy"))
 	d := Render(sp, res.LBs)
 	live, err := h.Inspect(ctx, d)
 	if err != nil {
@@ -227,16 +232,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 	if live.State == openrc.Started && !live.Running {
 		rep.Drift = append(rep.Drift, "haproxy runs an older configuration (the daemon applies it within "+sp.Refresh.String()+")")
 	}
-	source := "static only"
-	switch {
-	case res.Dynamic && res.Stale:
-		source = "static and dynamic (OneGate did not answer now: its last answer)"
-	case res.Dynamic:
-		source = "static and dynamic (" + string(sp.Discovery.API) + ")"
-	case sp.OneGate:
-		source = "static only (OneGate: not configured or not answering)"
-	}
-	rep.Details = append(rep.Details, "backends: "+source)
+	rep.Details = append(rep.Details, "backends: "+res.Source(sp.Config))
 	for _, l := range res.LBs {
 		var ss []string
 		for _, sv := range l.Servers {

@@ -1,7 +1,9 @@
 package lb
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -74,9 +76,10 @@ func Lock(root fsroot.Root, path, service string) (func(), error) {
 // Daemon is a service built on the LB model, run in the foreground by Serve.
 type Daemon[S any] struct {
 	// Name is the service ("one-haproxy"); LockFile keeps a second daemon
-	// of it from starting.
-	Name, LockFile string
-	Family         Family
+	// of it from starting; StateFile, when set, is where the daemon says
+	// what it keeps from OneGate (Kept), removed when it ends.
+	Name, LockFile, StateFile string
+	Family                    Family
 	// EnabledVar and Idle: the switch, and what is logged when the daemon
 	// starts with it off.
 	EnabledVar, Idle string
@@ -113,6 +116,30 @@ func (d Daemon[S]) Serve(ctx context.Context, rt *cli.Runtime) error {
 	loop := &Loop[S]{
 		Family: d.Family, Log: rt.Log, Config: d.Config, Client: d.Client, Apply: d.Apply,
 		Load: Reloader(rt, d.Parse, warn), Reload: reload, OnApplied: d.OnApplied,
+	}
+	if d.StateFile != "" {
+		defer func() { _ = rt.Root.Remove(d.StateFile) }()
+		var last []byte
+		loop.OnApplied = func(res Result, err error) {
+			var b []byte
+			if k := keptOf(res); k != nil {
+				b, _ = json.Marshal(k)
+			}
+			if !bytes.Equal(b, last) {
+				werr := rt.Root.Remove(d.StateFile)
+				if b != nil {
+					_, werr = rt.Root.WriteFile(d.StateFile, append(b, '\n'), 0o600)
+				}
+				if werr != nil {
+					rt.Log.Warn("writing the state file", "file", d.StateFile, "err", werr)
+				} else {
+					last = b
+				}
+			}
+			if d.OnApplied != nil {
+				d.OnApplied(res, err)
+			}
+		}
 	}
 	if cfg := d.Config(sp); cfg.Enabled {
 		warn(sp)

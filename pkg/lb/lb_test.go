@@ -2,8 +2,12 @@ package lb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/onegate"
 )
@@ -457,5 +462,67 @@ func TestLoop(t *testing.T) {
 	case r := <-applied:
 		t.Fatalf("applied after the end: %+v", r)
 	case <-time.After(10 * time.Millisecond):
+	}
+}
+
+// While OneGate does not answer render and status, the dynamic servers the
+// running daemon keeps are used (they are no drift), with the failure
+// named; without them, the static servers alone. The question is a quick
+// one.
+func TestResolveOnceKeepsWhatTheDaemonKeeps(t *testing.T) {
+	var asked int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	endpoint, _ := onegate.ParseEndpoint(srv.URL)
+	cfg := staticLVS(t)
+	cfg.Gate = &onegate.Config{Endpoint: endpoint, Token: "t", Backoff: time.Millisecond}
+	attrs := map[string]string{"ONEGATE_LB0_IP": "10.0.1.10", "ONEGATE_LB0_PORT": "80", "ONEGATE_LB0_SERVER_HOST": "172.20.0.60", "ONEGATE_LB0_SERVER_PORT": "80"}
+	kept := &Kept{PID: os.Getpid(), Discovery: cfg.Discovery, Objects: []Object{{VM: 60, Attrs: attrs}}, OneGate: "ok"}
+
+	res := ResolveOnce(context.Background(), lvs, cfg, nil, kept)
+	if !res.Dynamic || res.Err == nil || len(res.LBs[0].Servers) != 2 {
+		t.Fatalf("kept: %+v", res)
+	}
+	if src := res.Source(cfg); !strings.HasPrefix(src, "static and dynamic: OneGate does not answer now (") || !strings.Contains(src, "HTTP 503") {
+		t.Errorf("source: %s", src)
+	}
+	mu.Lock()
+	if asked != onegate.QuickAttempts {
+		t.Errorf("%d tries, want %d", asked, onegate.QuickAttempts)
+	}
+	mu.Unlock()
+	for name, k := range map[string]*Kept{"no daemon": nil, "another source": {Discovery: Discovery{API: APIService, ID: "7"}, Objects: kept.Objects}} {
+		res := ResolveOnce(context.Background(), lvs, cfg, nil, k)
+		if res.Dynamic || len(res.LBs[0].Servers) != 1 || !strings.HasPrefix(res.Source(cfg), "static only: OneGate does not answer (") {
+			t.Errorf("%s: %+v %s", name, res, res.Source(cfg))
+		}
+	}
+
+	// The state file: read only while the daemon that wrote it runs.
+	root := fsroot.Root(t.TempDir())
+	comm, _ := os.ReadFile("/proc/self/comm")
+	for _, c := range []struct {
+		pid  int
+		name string
+		want bool
+	}{{os.Getpid(), "one-lvs", true}, {os.Getppid(), strings.TrimSpace(string(comm)) + "-other", false}, {0, "one-lvs", false}} {
+		k := *kept
+		k.PID = c.pid
+		b, _ := json.Marshal(k)
+		if _, err := root.WriteFile("/run/one-lvs.state", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := ReadKept(root, "/run/one-lvs.state", c.name); (got != nil) != c.want || (got != nil && !cmp.Equal(*got, k)) {
+			t.Errorf("pid %d (%s): %+v", c.pid, c.name, got)
+		}
+	}
+	if ReadKept(root, "/run/missing.state", "one-lvs") != nil {
+		t.Error("a missing state file")
 	}
 }

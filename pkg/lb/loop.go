@@ -2,13 +2,16 @@ package lb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/onegate"
 )
 
@@ -37,6 +40,30 @@ type Result struct {
 	// not, and the last good answer was used.
 	Dynamic, Stale bool
 	Skips          []Skip
+	// Err is why OneGate did not answer this time (nil when it did, or
+	// when it is not asked).
+	Err error
+	// Objects are the OneGate objects the dynamic servers came from, and
+	// Discovery where they were looked for (what a daemon keeps: Kept).
+	Objects   []Object
+	Discovery Discovery
+}
+
+// Source describes where the servers of r came from, for status.
+func (r Result) Source(cfg Config) string {
+	switch {
+	case r.Dynamic && r.Err != nil:
+		return "static and dynamic: OneGate does not answer now (" + r.Err.Error() + "); the dynamic servers it last reported are kept"
+	case r.Dynamic:
+		return "static and dynamic (" + string(cfg.Discovery.API) + ")"
+	case cfg.OneGate && r.Err != nil:
+		return "static only: OneGate does not answer (" + r.Err.Error() + ")"
+	case cfg.OneGate && cfg.Gate == nil:
+		return "static only (OneGate is not configured: no " + onegate.VarEndpoint + ")"
+	case cfg.OneGate && cfg.Discovery.API == APINone:
+		return "static only (nothing to discover from: " + cfg.Discovery.Why + ")"
+	}
+	return "static only"
 }
 
 // Resolve returns cfg's LBs with the dynamic servers OneGate reports now
@@ -46,7 +73,10 @@ func (b *Backends) Resolve(ctx context.Context, cfg Config) Result {
 		return Result{LBs: cfg.LBs}
 	}
 	objs, err := Fetch(ctx, b.Client, cfg.Discovery)
-	res := Result{}
+	res := Result{Discovery: cfg.Discovery}
+	if err != nil {
+		res.Err = err
+	}
 	switch {
 	case err == nil:
 		b.objects, b.fetched = objs, true
@@ -66,6 +96,7 @@ func (b *Backends) Resolve(ctx context.Context, cfg Config) Result {
 		}
 	}
 	res.Dynamic = b.fetched
+	res.Objects = b.objects
 	cands, skips := b.Family.ParseDynamic(b.objects, cfg.Discovery.ID, cfg.Topology)
 	lbs, mskips := Merge(cfg.LBs, cands)
 	res.LBs, res.Skips = lbs, append(skips, mskips...)
@@ -250,18 +281,73 @@ func Describe(lbs []LB) string {
 
 // ResolveOnce returns cfg's LBs with the dynamic servers OneGate reports at
 // this moment, for render and status: a short bounded query, and the static
-// LBs alone when OneGate is off, not configured or does not answer.
-func ResolveOnce(ctx context.Context, f Family, cfg Config, log *slog.Logger) Result {
+// LBs alone when OneGate is off or not configured. When OneGate does not
+// answer, the dynamic servers the running daemon keeps (kept, from its
+// state file: ReadKept) are used, as the daemon does; without a daemon, the
+// static LBs alone.
+func ResolveOnce(ctx context.Context, f Family, cfg Config, log *slog.Logger, kept *Kept) Result {
 	b := &Backends{Family: f, Log: log}
 	if cfg.Enabled && cfg.OneGate && cfg.Gate != nil && cfg.Discovery.API != APINone {
-		g := *cfg.Gate
-		g.Timeout, g.Attempts = 3*time.Second, 2
-		if c, err := onegate.New(g, log); err == nil {
+		if c, err := onegate.New(cfg.Gate.Quick(), log); err == nil {
 			defer c.Close()
 			b.Client = c
 		}
+		if kept != nil && kept.Discovery == cfg.Discovery {
+			b.objects, b.fetched = kept.Objects, true
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, onegate.QuickTotal)
 	defer cancel()
 	return b.Resolve(ctx, cfg)
+}
+
+// Kept is what a running daemon serves from OneGate, written to its state
+// file whenever it changes: render and status, asked while OneGate does not
+// answer, then judge the live state by the dynamic servers the daemon keeps
+// instead of calling them drift.
+type Kept struct {
+	PID       int       `json:"pid"`
+	Discovery Discovery `json:"discovery"`
+	Objects   []Object  `json:"objects"`
+	// OneGate is "ok", or why it did not answer the daemon's last look.
+	OneGate string `json:"onegate"`
+}
+
+// keptOf is what a daemon that got res keeps (nil: nothing from OneGate).
+func keptOf(res Result) *Kept {
+	if !res.Dynamic {
+		return nil
+	}
+	k := &Kept{PID: os.Getpid(), Discovery: res.Discovery, Objects: res.Objects, OneGate: "ok"}
+	if res.Err != nil {
+		k.OneGate = "not answering: " + res.Err.Error()
+	}
+	return k
+}
+
+// ReadKept reads the state file path under root, written by the daemon of
+// service name; nil unless that daemon still runs.
+func ReadKept(root fsroot.Root, path, name string) *Kept {
+	b, err := root.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var k Kept
+	if json.Unmarshal(b, &k) != nil || !Running(k.PID, name) {
+		return nil
+	}
+	return &k
+}
+
+// Running reports whether pid is this process or a live process of the
+// binary name (its comm).
+func Running(pid int, name string) bool {
+	if pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return err == nil && strings.TrimSpace(string(comm)) == name
 }

@@ -14,7 +14,12 @@ import (
 )
 
 // LockFile is held by the running daemon: a second one fails at once.
-const LockFile = "/run/one-lvs.lock"
+// DaemonState is where it says which dynamic real servers it keeps (render
+// and status use them while OneGate does not answer).
+const (
+	LockFile    = "/run/one-lvs.lock"
+	DaemonState = "/run/one-lvs.state"
+)
 
 // Service is one-lvs.
 type Service struct {
@@ -137,7 +142,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	l := s.lvs(rt)
 	problems := map[string]bool{}
 	return lb.Daemon[Spec]{
-		Name: "one-lvs", LockFile: LockFile, Family: Family,
+		Name: "one-lvs", LockFile: LockFile, StateFile: DaemonState, Family: Family,
 		EnabledVar: VarEnabled, Idle: "LVS is disabled: no virtual servers until a context enables it",
 		Parse:  spec,
 		Config: func(sp Spec) lb.Config { return sp.Config },
@@ -190,7 +195,7 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 		rt.Log.Info("LVS is disabled: nothing to apply", "var", VarEnabled)
 		return nil, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log)
+	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-lvs"))
 	d, probs := s.desired(ctx, rt, sp, res.LBs)
 	for _, p := range probs {
 		rt.Log.Warn("real server left out", "reason", p)
@@ -216,7 +221,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 	var d Desired
 	var res lb.Result
 	if sp.Enabled {
-		res = lb.ResolveOnce(ctx, Family, sp.Config, rt.Log)
+		res = lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-lvs"))
 		d, _ = s.desired(ctx, rt, sp, res.LBs)
 	} else {
 		d = Render(Spec{}, nil)
@@ -247,6 +252,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		rep.Drift = append(rep.Drift, "keepalived has not read the current "+ConfigFile)
 	}
 	rep.Drift = append(rep.Drift, live.Rules...)
+	rep.Details = append(rep.Details, "real servers: "+res.Source(sp.Config))
 	for _, lbx := range res.LBs {
 		var ss []string
 		for _, sv := range lbx.Servers {

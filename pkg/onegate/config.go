@@ -35,6 +35,17 @@ const (
 	DefaultMaxNetworks = 256
 )
 
+// Tuning of a one-off question asked by a verb that must answer soon
+// (render, status): one-failover gives such a verb 30 s, and the defaults
+// (four attempts of 10 s) would outlast that against a slow OneGate.
+const (
+	QuickTimeout  = 3 * time.Second
+	QuickAttempts = 2
+	// QuickTotal bounds the whole question (discovery asks for several
+	// documents).
+	QuickTotal = 8 * time.Second
+)
+
 // ErrNotConfigured means the context has no ONEGATE_ENDPOINT: the cloud has
 // no OneGate, or this VM was not given access to it. It is not an invalid
 // context; each caller decides what a feature does without OneGate.
@@ -168,6 +179,13 @@ func ParseEndpoint(raw string) (*url.URL, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// Quick returns c tuned for a one-off question (QuickTimeout a try,
+// QuickAttempts tries); bound the question itself with QuickTotal.
+func (c Config) Quick() Config {
+	c.Timeout, c.Attempts = QuickTimeout, QuickAttempts
+	return c
 }
 
 func (c Config) withDefaults() Config {

@@ -27,7 +27,10 @@ func NewGate(cfg onegate.Config, log *slog.Logger) (Gate, func(), error) {
 
 // Poll is the outcome of one poll, for OnPoll.
 type Poll struct {
-	Enabled  bool
+	Enabled bool
+	// Answered: OneGate answered at least once, and Mappings are what the
+	// daemon applies (before that it changes nothing).
+	Answered bool
 	Mappings []Mapping
 	Skips    []Skip
 	Result   Result
@@ -174,7 +177,7 @@ func (d *Daemon) poll(ctx context.Context, spec Spec) {
 		d.Log.Warn("OneGate failed; keeping the current mappings", "err", err)
 	}
 	maps, skips := Discover(d.nets, spec)
-	p.Mappings, p.Skips = maps, skips
+	p.Answered, p.Mappings, p.Skips = true, maps, skips
 	d.report(skips)
 	applyStart := time.Now()
 	res, err := d.Apply.Apply(ctx, Render(spec, maps))

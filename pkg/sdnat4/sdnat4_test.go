@@ -13,15 +13,18 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 
 	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/golden"
 	"github.com/hypercx/vrouter/pkg/ifaddr/ifaddrtest"
 	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
@@ -405,5 +408,95 @@ func TestRemovedMappingEndsConnections(t *testing.T) {
 	w.nl.flow("198.51.100.7", "203.0.113.50", "10.0.1.22", "198.51.100.7")
 	if err := a.Teardown(ctx); err != nil || w.nl.count() != 2 {
 		t.Fatalf("teardown: %v, %d entries left", err, w.nl.count())
+	}
+}
+
+// While OneGate does not answer, the running daemon keeps its mappings:
+// status compares the kernel with them (no drift, the outage named) and
+// render prints them, instead of failing or calling them drift; both ask
+// OneGate a short bounded question. Without a daemon OneGate answered,
+// the outage is status's error.
+func TestStatusAndRenderDuringOutage(t *testing.T) {
+	w := newWorld(t, guideEnv+" ONEAPP_VNF_SDNAT4_REFRESH_RATE=1")
+	root := t.TempDir()
+	var gates []onegate.Config
+	var mu sync.Mutex
+	w.svc.Gate = func(c onegate.Config, l *slog.Logger) (Gate, func(), error) {
+		mu.Lock()
+		gates = append(gates, c)
+		mu.Unlock()
+		return NewGate(c, l)
+	}
+	rt := func() *cli.Runtime {
+		return &cli.Runtime{Env: w.env, Root: fsroot.Root(root), Netfilter: w.nf.Applier(), Log: slog.New(slog.DiscardHandler), Stdout: &bytes.Buffer{}}
+	}
+	render := func() string {
+		t.Helper()
+		arts, err := w.svc.Render(context.Background(), rt())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := cli.PrintArtefacts(&b, arts, ""); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	want := render()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.svc.Start(ctx, rt()) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	stateSays := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			b, _ := os.ReadFile(filepath.Join(root, StatePath))
+			if strings.Contains(string(b), what) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the state file never said %q:\n%s", what, b)
+			}
+		}
+	}
+	stateSays(`"External": "203.0.113.50"`)
+
+	w.sim.Inject(sim.Fault{Status: 503})
+	stateSays("failing")
+	rep, err := w.svc.Status(context.Background(), rt())
+	if err != nil || len(rep.Drift) != 0 || !rep.Applied {
+		t.Fatalf("status during the outage: %+v %v", rep, err)
+	}
+	if !slices.ContainsFunc(rep.Details, func(d string) bool {
+		return strings.HasPrefix(d, "OneGate does not answer now (") && strings.Contains(d, "HTTP 503") && strings.HasSuffix(d, "compared with the 2 mappings the daemon keeps")
+	}) {
+		t.Errorf("status does not name the outage: %q", rep.Details)
+	}
+	if got := render(); got != want {
+		t.Errorf("render during the outage:\n%s\nwant the mappings the daemon keeps:\n%s", got, want)
+	}
+	// Every client but the daemon's asked a short question.
+	mu.Lock()
+	slow := 0
+	for _, c := range gates {
+		if c.Timeout != onegate.QuickTimeout || c.Attempts != onegate.QuickAttempts {
+			slow++
+		}
+	}
+	if slow != 1 || len(gates) != 4 {
+		t.Errorf("%d of %d OneGate clients were not quick ones (the daemon's alone may wait)", slow, len(gates))
+	}
+	mu.Unlock()
+
+	// No daemon (another root): the outage is the error.
+	other := rt()
+	other.Root = fsroot.Root(t.TempDir())
+	if _, err := w.svc.Status(context.Background(), other); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Fatalf("status without a daemon during the outage: %v", err)
 	}
 }

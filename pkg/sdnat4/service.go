@@ -82,9 +82,14 @@ func (Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 // state is what the running daemon writes to StatePath when its mappings
 // or OneGate's health change.
 type state struct {
-	PID       int       `json:"pid"`
-	Enabled   bool      `json:"enabled"`
-	Mappings  []string  `json:"mappings"`
+	PID      int      `json:"pid"`
+	Enabled  bool     `json:"enabled"`
+	Mappings []string `json:"mappings"`
+	// Answered: OneGate answered once, and Applied are the mappings the
+	// daemon keeps (render and status use them while OneGate does not
+	// answer them).
+	Answered  bool      `json:"answered"`
+	Applied   []Mapping `json:"applied,omitempty"`
 	Skipped   []string  `json:"skipped,omitempty"`
 	OneGate   string    `json:"onegate"`
 	LastError string    `json:"last_error,omitempty"`
@@ -152,7 +157,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 }
 
 func stateOf(p Poll) state {
-	st := state{PID: os.Getpid(), Enabled: p.Enabled, OneGate: "ok"}
+	st := state{PID: os.Getpid(), Enabled: p.Enabled, OneGate: "ok", Answered: p.Answered, Applied: p.Mappings}
 	for _, m := range p.Mappings {
 		st.Mappings = append(st.Mappings, m.String())
 	}
@@ -176,7 +181,7 @@ func stateOf(p Poll) state {
 }
 
 func (a state) equal(b state) bool {
-	return a.PID == b.PID && a.Enabled == b.Enabled && a.OneGate == b.OneGate && a.LastError == b.LastError &&
+	return a.PID == b.PID && a.Enabled == b.Enabled && a.OneGate == b.OneGate && a.LastError == b.LastError && a.Answered == b.Answered &&
 		strings.Join(a.Mappings, ",") == strings.Join(b.Mappings, ",") && strings.Join(a.Skipped, "\n") == strings.Join(b.Skipped, "\n")
 }
 
@@ -189,8 +194,11 @@ func readState(rt *cli.Runtime) (state, bool) {
 	return st, running(st.PID)
 }
 
-// running reports whether pid is a live one-sdnat4 process.
+// running reports whether pid is this process or a live one-sdnat4.
 func running(pid int) bool {
+	if pid == os.Getpid() {
+		return true
+	}
 	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	return err == nil && strings.TrimSpace(string(comm)) == "one-sdnat4"
 }
@@ -217,13 +225,16 @@ func (s Service) Stop(ctx context.Context, rt *cli.Runtime) error {
 	return NewApplier(rt.Netfilter, nl).Teardown(ctx)
 }
 
-// desired asks OneGate and works out what SDNAT4 would apply now.
+// desired asks OneGate and works out what SDNAT4 would apply now: a short
+// bounded question, as render and status must answer soon.
 func (s Service) desired(ctx context.Context, rt *cli.Runtime, spec Spec) (Desired, []Skip, error) {
-	g, closeG, err := s.gate()(spec.OneGate, rt.Log)
+	g, closeG, err := s.gate()(spec.OneGate.Quick(), rt.Log)
 	if err != nil {
 		return Desired{}, nil, err
 	}
 	defer closeG()
+	ctx, cancel := context.WithTimeout(ctx, onegate.QuickTotal)
+	defer cancel()
 	nets, err := g.Networks(ctx)
 	switch {
 	case err == nil:
@@ -234,6 +245,22 @@ func (s Service) desired(ctx context.Context, rt *cli.Runtime, spec Spec) (Desir
 	}
 	maps, skips := Discover(nets, spec)
 	return Render(spec, maps), skips, nil
+}
+
+// desiredOrKept is desired, or, when OneGate does not answer now, what the
+// running daemon keeps (it keeps its mappings through an outage, and they
+// are no drift); kept then says why. Without a daemon that OneGate
+// answered, the failure is the error.
+func (s Service) desiredOrKept(ctx context.Context, rt *cli.Runtime, spec Spec) (d Desired, skips []Skip, kept string, err error) {
+	d, skips, err = s.desired(ctx, rt, spec)
+	if err == nil {
+		return d, skips, "", nil
+	}
+	st, ok := readState(rt)
+	if !ok || !st.Enabled || !st.Answered {
+		return Desired{}, nil, "", err
+	}
+	return Render(spec, st.Applied), nil, fmt.Sprintf("OneGate does not answer now (%v): compared with the %d mappings the daemon keeps", err, len(st.Applied)), nil
 }
 
 // Render prints the nat table payload and the lo addresses for the
@@ -247,9 +274,12 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 		rt.Log.Info("SDNAT4 is disabled: nothing to apply", "var", VarEnabled)
 		return nil, nil
 	}
-	d, skips, err := s.desired(ctx, rt, spec)
+	d, skips, kept, err := s.desiredOrKept(ctx, rt, spec)
 	if err != nil {
 		return nil, err
+	}
+	if kept != "" {
+		rt.Log.Warn(kept)
 	}
 	for _, sk := range skips {
 		if !sk.Foreign {
@@ -296,9 +326,12 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		}
 		return rep, nil
 	}
-	d, skips, err := s.desired(ctx, rt, spec)
+	d, skips, kept, err := s.desiredOrKept(ctx, rt, spec)
 	if err != nil {
 		return cli.Report{}, err
+	}
+	if kept != "" {
+		rep.Details = append(rep.Details, kept)
 	}
 	if rep.Drift, err = a.Diff(ctx, d); err != nil {
 		return cli.Report{}, err

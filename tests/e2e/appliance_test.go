@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
 // The appliance tests install each router the way the image does (every
@@ -34,6 +35,8 @@ export ONEAPP_VNF_NAT4_PORT_FWD0="<ETH0_VIP0>:8080:10.0.0.12:80"
 type appliance struct {
 	*lab.HA
 	env []string // each router's current one_env
+	// gate is OneGate (the simulator) when the test runs one.
+	gate *sim.Process
 }
 
 // bootAppliance builds the HA lab (two routers, one VM), starts the lab's
@@ -41,6 +44,14 @@ type appliance struct {
 // appliance with services (applianceServices when none) in both routers
 // and boots them with the shared context.
 func bootAppliance(t *testing.T, shared string, services ...string) *appliance {
+	t.Helper()
+	return bootApplianceWith(t, shared, nil, services...)
+}
+
+// bootApplianceWith is bootAppliance with setup run once the lab is built,
+// before the routers boot (servers a test adds, the OneGate simulator); the
+// function it returns, when not nil, gives router i's own context lines.
+func bootApplianceWith(t *testing.T, shared string, setup func(t *testing.T, a *appliance) func(i int) string, services ...string) *appliance {
 	t.Helper()
 	l := needLab(t)
 	h, err := l.HA(2, 1)
@@ -67,7 +78,16 @@ func bootAppliance(t *testing.T, shared string, services ...string) *appliance {
 			t.Fatal(err)
 		}
 	}
-	a.contextualize(t, func(i int) string { return h.Context(i, shared) })
+	var own func(i int) string
+	if setup != nil {
+		own = setup(t, a)
+	}
+	a.contextualize(t, func(i int) string {
+		if own != nil {
+			return h.Context(i, shared+own(i))
+		}
+		return h.Context(i, shared)
+	})
 	return a
 }
 
@@ -131,8 +151,14 @@ var logTime = regexp.MustCompile(`^time=(\S+) `)
 // failoverLines returns r's one-failover log lines containing every word,
 // written after since.
 func failoverLines(r *lab.Router, since time.Time, words ...string) []string {
+	return logLines(r, failoverLogFile, since, words...)
+}
+
+// logLines returns the lines of r's log file path (slog's text format)
+// containing every word, written after since.
+func logLines(r *lab.Router, path string, since time.Time, words ...string) []string {
 	var out []string
-	for _, l := range r.LogLines(failoverLogFile, words...) {
+	for _, l := range r.LogLines(path, words...) {
 		m := logTime.FindStringSubmatch(l)
 		if m == nil {
 			continue

@@ -12,11 +12,18 @@ import (
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
 // faultServices are installed in the fault lab: the failover pair plus a
-// daemon of ours (one-dhcp4v2) and a wrapped one (one-dns: unbound).
-var faultServices = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2"}
+// daemon of ours (one-dhcp4v2), a wrapped one (one-dns: unbound) and the
+// OneGate clients (one-sdnat4, one-haproxy, one-wg: see
+// faults_onegate_test.go).
+var faultServices = []string{"one-failover", "one-router4", "one-nat4", "one-dns", "one-dhcp4v2", "one-sdnat4", "one-haproxy", "one-wg"}
+
+// faultDaemons are the services every fault starts from, started on the
+// master.
+var faultDaemons = []string{"one-dns", "one-dhcp4v2", "one-sdnat4", "one-haproxy", "one-wg"}
 
 const faultShared = applianceShared + `export ONEAPP_VNF_DNS_ENABLED="YES"
 export ONEAPP_VNF_DNS_INTERFACES="eth1"
@@ -26,7 +33,7 @@ export ONEAPP_VNF_DHCP4_ENABLED="YES"
 export ONEAPP_VNF_DHCP4_INTERFACES="eth1"
 export ONEAPP_VNF_DHCP4_ETH1="10.0.0.0/24:10.0.0.100-10.0.0.199"
 export ONEAPP_VNF_DHCP4_MAC2IP_ENABLED="NO"
-`
+` + gateShared
 
 // fault is one fault injected into the running appliance, with the outcome
 // it must have. Faults run in order on one lab, each from a converged
@@ -43,14 +50,11 @@ var faults = []fault{
 	{"disk full writing a config", faultDiskFull},
 	{"keepalived killed", faultKeepalivedKilled},
 	{"NIC with VIPs removed and added back", faultNICWithVIPs},
-	// TODO(one-sdnat4, one-lvs, one-haproxy): OneGate down (the simulator's
-	// SetFaults: refused, 5xx) and slow (delays beyond the client's
-	// timeout): the services keep their last good mapping and backends,
-	// report the outage in status, and converge when OneGate is back. They
-	// plug in here, with sim.Start in the lab's inet host and
-	// ONEGATE_ENDPOINT in faultShared.
-	{"OneGate down", nil},
-	{"OneGate slow", nil},
+	{"OneGate down", faultOneGate(sim.Fault{Status: 503}, true)},
+	// Longer than the client's timeout of an attempt (10 s): no request
+	// ever gets an answer. (No recontextualization: render and status
+	// then wait their whole bound, 8 s, each.)
+	{"OneGate slow", faultOneGate(sim.Fault{Delay: sim.Duration{D: 15 * time.Second}}, false)},
 }
 
 // The appliance under faults: each injected fault has its expected outcome
@@ -61,14 +65,16 @@ func TestFaults(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
 		t.Skip("fault test skipped: needs dig (scripts/install-deps.sh installs dnsutils)")
 	}
-	a := bootAppliance(t, faultShared, faultServices...)
+	for _, tool := range []string{"haproxy", "wireguard-go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("fault test skipped: needs %s (scripts/install-deps.sh installs it)", tool)
+		}
+	}
+	a := bootApplianceWith(t, faultShared, setupGate, faultServices...)
 	for _, f := range faults {
 		ok := t.Run(f.name, func(t *testing.T) {
-			if f.run == nil {
-				t.Skip("TODO: needs a service not written yet (see the table)")
-			}
 			m, b := a.serving(t)
-			waitStarted(t, m, "one-dns", "one-dhcp4v2")
+			waitStarted(t, m, faultDaemons...)
 			f.run(t, a, m, b)
 		})
 		if !ok {

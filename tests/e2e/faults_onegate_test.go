@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
+)
+
+// The OneGate faults: the fault lab's OneGate is the simulator on the
+// internet host, describing the lab's networks (scripts/lab/onegate) with a
+// second VM, web (VM 20, 10.0.0.14), which has the EXTERNAL alias
+// 203.0.113.20 (one-sdnat4 maps it) and publishes itself as a dynamic
+// backend of HAProxy's LB0 on the public VIP (whose static backend is the
+// lab's VM). Both daemons look at OneGate every second.
+const (
+	gateToken = "faults-onegate-token"
+	webAddr   = "10.0.0.14"
+	webPublic = "203.0.113.20"
+	// serversCfg is where one-haproxy writes its LBs.
+	serversCfg = "/etc/haproxy/servers.cfg"
+)
+
+const gateShared = `export ONEAPP_VNF_SDNAT4_ENABLED="YES"
+export ONEAPP_VNF_SDNAT4_INTERFACES="eth0 eth1"
+export ONEAPP_VNF_SDNAT4_REFRESH_RATE="1"
+export ONEAPP_VNF_HAPROXY_ENABLED="YES"
+export ONEAPP_VNF_HAPROXY_ONEGATE_ENABLED="YES"
+export ONEAPP_VNF_HAPROXY_REFRESH_RATE="1"
+export ONEAPP_VNF_HAPROXY_LB0_IP="<ETH0_VIP0>"
+export ONEAPP_VNF_HAPROXY_LB0_PORT="80"
+export ONEAPP_VNF_HAPROXY_LB0_SERVER0_HOST="10.0.0.12"
+export ONEAPP_VNF_HAPROXY_LB0_SERVER0_PORT="80"
+export ONEAPP_VNF_WG_ENABLED="YES"
+export ONEAPP_VNF_WG_INTERFACE_OUT="eth0"
+export ONEAPP_VNF_WG_INTERFACE_IN="eth1"
+export ONEAPP_VNF_WG_PEERS="1"
+`
+
+// webVM is VM 20's OneGate document: web on the private network, with,
+// when published, the EXTERNAL alias (SDNAT4) and the attributes that make
+// it a server of HAProxy's LB0 (its context has BACKEND=YES).
+func webVM(published bool) []byte {
+	alias, attrs := "", ""
+	if published {
+		alias = `,
+      "NIC_ALIAS": [{"NIC_ID": "1", "NAME": "NIC0_ALIAS1", "PARENT": "NIC0", "PARENT_ID": "0", "EXTERNAL": "YES",
+        "NETWORK": "public", "NETWORK_ID": "0", "IP": "` + webPublic + `", "MAC": "02:00:cb:00:71:14"}]`
+		attrs = `"ONEGATE_HAPROXY_LB0_IP": "` + lab.PublicVIP + `", "ONEGATE_HAPROXY_LB0_PORT": "80",
+      "ONEGATE_HAPROXY_LB0_SERVER_HOST": "` + webAddr + `", "ONEGATE_HAPROXY_LB0_SERVER_PORT": "80"`
+	}
+	return []byte(`{"VM": {"ID": "20", "NAME": "web", "STATE": "3", "LCM_STATE": "3", "USER_TEMPLATE": {` + attrs + `},
+  "TEMPLATE": {"CONTEXT": {"NETWORK": "YES", "BACKEND": "YES", "TOKEN": "YES"},
+    "NIC": [{"NIC_ID": "0", "NAME": "NIC0", "NETWORK": "private", "NETWORK_ID": "1", "IP": "` + webAddr + `", "MAC": "02:00:0a:00:00:0e"}]` + alias + `}}}`)
+}
+
+// setupGate starts OneGate and web before the routers boot, and gives each
+// router its OneGate context (its own VM ID: 10, 11).
+func setupGate(t *testing.T, a *appliance) func(i int) string {
+	t.Helper()
+	var err error
+	if a.gate, err = sim.Start(a.Lab, a.Inet, lab.InetAddr+":5030", gateToken, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vnet-0", "vnet-1"} {
+		doc, err := os.ReadFile(filepath.Join(lab.RepoRoot(), "scripts", "lab", "onegate", name+".json"))
+		if err == nil {
+			err = a.gate.WriteDocument(name, doc)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.gate.WriteDocument("vm-20", webVM(true)); err != nil {
+		t.Fatal(err)
+	}
+	web, err := a.Lab.Host("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Private.Attach(web, "eth0", webAddr+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	lab.MustRun(t, web, "ip", "route", "add", "default", "via", lab.PrivateVIP)
+	if _, err := a.Lab.Start(web, "nettool", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--name", "web"); err != nil {
+		t.Fatal(err)
+	}
+	return func(i int) string {
+		return fmt.Sprintf("export ONEGATE_ENDPOINT=%q\nexport TOKENTXT=%q\nexport VMID=\"%d\"\n", a.gate.URL, gateToken, 10+i)
+	}
+}
+
+// mapsWeb reports whether r holds web's public address (SDNAT4's lo
+// address).
+func mapsWeb(r *lab.Router) bool {
+	out, _ := lab.Run(context.Background(), r, "ip", "-4", "-o", "addr", "show", "dev", "lo", "label", "SDNAT4")
+	return strings.Contains(out, " "+webPublic+"/32 ")
+}
+
+// balancesWeb reports whether r's HAProxy has web among LB0's servers.
+func balancesWeb(r *lab.Router) bool {
+	b, _ := r.ReadFile(serversCfg)
+	return strings.Contains(string(b), " "+webAddr+":80 ")
+}
+
+// webServed waits until the master m maps web's public address and
+// balances to web (published) or neither (withdrawn), and, published,
+// checks both with traffic from the internet.
+func webServed(t *testing.T, a *appliance, m *lab.Router, published bool) {
+	t.Helper()
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if mapsWeb(m) != published || balancesWeb(m) != published {
+			return fmt.Errorf("%s: %s mapped %t, web in %s %t; want %t", m.Role, webPublic, mapsWeb(m), serversCfg, balancesWeb(m), published)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, daemonLogs(m))
+	}
+	if published {
+		probeOK(t, a.Inet, "tcp", webPublic+":80", "web")
+		lbReaches(t, a, "web")
+	}
+}
+
+// lbReaches waits until a connection to HAProxy's LB0 on the public VIP
+// is answered by the backend called name.
+func lbReaches(t *testing.T, a *appliance, name string) {
+	t.Helper()
+	var last string
+	if err := lab.Eventually(20*time.Second, 0, func() error {
+		out, err := lab.Run(context.Background(), a.Inet, lab.Bin("nettool"), "probe", "tcp", lab.PublicVIP+":80", "--timeout", "1s")
+		last = strings.TrimSpace(out)
+		if err == nil && !strings.Contains(out, "name="+name) {
+			err = fmt.Errorf("answered by %q", last)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("HAProxy's LB0 does not reach %s: %v", name, err)
+	}
+}
+
+func daemonLogs(r *lab.Router) string {
+	var b strings.Builder
+	for _, svc := range []string{"one-sdnat4", "one-haproxy"} {
+		log, _ := r.ReadFile("/var/log/one-appliance/" + svc + ".log")
+		fmt.Fprintf(&b, "--- %s %s.log:\n%s\n", r.Role, svc, tail(string(log), 15))
+	}
+	return b.String()
+}
+
+// settled waits until the fault before is over: neither router's
+// one-failover has acted for two seconds (the reconcile of an earlier
+// contextualization is done) and the backup runs none of the OneGate
+// clients.
+func settled(t *testing.T, m, b *lab.Router) {
+	t.Helper()
+	if err := lab.Eventually(60*time.Second, 200*time.Millisecond, func() error {
+		for _, r := range []*lab.Router{m, b} {
+			lines := failoverLines(r, time.Now().Add(-2*time.Second))
+			if len(lines) > 0 {
+				return fmt.Errorf("%s: one-failover busy: %s", r.Role, lines[len(lines)-1])
+			}
+		}
+		starts := b.Starts()
+		for _, d := range []string{"one-sdnat4", "one-haproxy", "haproxy", "one-wg", "wireguard-go"} {
+			if starts["pid:"+d] != "" || starts[d] != "" {
+				return fmt.Errorf("the backup %s runs %s", b.Role, d)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, failoverLog(b))
+	}
+}
+
+// faultOneGate: OneGate fails as f says (errors, or answers slower than
+// any client waits) while one-sdnat4 maps web's public address and
+// one-haproxy balances to web, a dynamic backend. Meanwhile web withdraws
+// in OneGate (no alias, no backend attributes), which nobody can see.
+// During the outage every mapping and backend stays as it was (kernel and
+// servers.cfg unchanged, traffic still reaching web both ways), nothing
+// restarts or reloads on either router, not even for a
+// recontextualization (recontext: one-failover then asks render and
+// status of both, which must not call the kept state a change or drift),
+// and status says that OneGate does not answer, without drift. Once
+// OneGate is back, the withdrawal is applied within a few refreshes and
+// status is clean again. web is published again at the end.
+func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, m, b *lab.Router) {
+	return func(t *testing.T, a *appliance, m, b *lab.Router) {
+		t.Cleanup(func() { _ = a.gate.SetFaults() })
+		settled(t, m, b)
+		webServed(t, a, m, true)
+		converged(t, m, "one-sdnat4")
+		converged(t, m, "one-haproxy")
+		kernel := a.snapshot(t, m).kernel
+		servers, err := m.ReadFile(serversCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := map[*lab.Router]map[string]string{m: m.Starts(), b: b.Starts()}
+
+		since := time.Now()
+		if err := a.gate.SetFaults(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.gate.WriteDocument("vm-20", webVM(false)); err != nil {
+			t.Fatal(err)
+		}
+		// Both daemons met the fault: two of SDNAT4's polls failed, and
+		// HAProxy's refresh said so.
+		const sdnatLog, haproxyLog = "/var/log/one-appliance/one-sdnat4.log", "/var/log/one-appliance/one-haproxy.log"
+		if err := lab.Eventually(40*time.Second, 200*time.Millisecond, func() error {
+			if n := len(logLines(m, sdnatLog, since, "OneGate failed")); n < 2 {
+				return fmt.Errorf("%d failed SDNAT4 polls", n)
+			}
+			if len(logLines(m, haproxyLog, since, "OneGate did not answer")) == 0 {
+				return fmt.Errorf("no failed HAProxy refresh")
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%v\n%s", err, daemonLogs(m))
+		}
+
+		if recontext {
+			since := a.contextualize(t, func(i int) string { return a.env[i] })
+			a.reconciled(t, m, since)
+			if v := serviceVerbs(m, since); len(v) > 0 {
+				t.Errorf("a recontextualization during the outage ran %v\n%s", v, failoverLog(m))
+			}
+		}
+		if d := kernel.Diff(a.snapshot(t, m).kernel); len(d) > 0 {
+			t.Errorf("the kernel changed during the outage:\n%s", strings.Join(d, "\n"))
+		}
+		if now, _ := m.ReadFile(serversCfg); string(now) != string(servers) {
+			t.Errorf("%s changed during the outage:\n%s", serversCfg, now)
+		}
+		probeOK(t, a.Inet, "tcp", webPublic+":80", "web")
+		lbReaches(t, a, "web")
+		// status names the outage, and the state kept is no drift.
+		for svc, says := range map[string][]string{
+			"one-sdnat4":  {"OneGate failing", "OneGate does not answer now (", "compared with the 1 mappings the daemon keeps"},
+			"one-haproxy": {"backends: static and dynamic: OneGate does not answer now ("},
+			// one-wg is a oneshot: nothing of it depends on OneGate while
+			// it runs; status says it cannot read OneGate.
+			"one-wg": {"OneGate: could not be read: "},
+		} {
+			rep, code := status(t, m, svc)
+			details := strings.Join(rep.Details, "\n")
+			for _, s := range says {
+				if !strings.Contains(details, s) {
+					t.Errorf("%s status during the outage does not say %q: exit %d %+v", svc, s, code, rep)
+				}
+			}
+			if code != 0 || len(rep.Drift) > 0 || rep.Error != "" {
+				t.Errorf("%s status during the outage: exit %d, drift %q, error %q", svc, code, rep.Drift, rep.Error)
+			}
+		}
+		for r, s := range before {
+			only(t, r, s, r.Starts())
+		}
+
+		// OneGate is back: web's withdrawal is applied.
+		if err := a.gate.SetFaults(); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		webServed(t, a, m, false)
+		t.Logf("OneGate back: the change applied %s later (refresh 1 s)", time.Since(back).Round(10*time.Millisecond))
+		probeRefused(t, a.Inet, "tcp", webPublic+":80")
+		lbReaches(t, a, "vm1")
+		converged(t, m, "one-sdnat4")
+		converged(t, m, "one-haproxy")
+		converged(t, m, "one-wg")
+		// haproxy reloaded (new workers) for the new servers.cfg; nothing
+		// else restarted.
+		only(t, m, before[m], m.Starts(), "pid:haproxy")
+		only(t, b, before[b], b.Starts())
+		for _, svc := range []string{"one-sdnat4", "one-haproxy", "one-wg"} {
+			if log, _ := m.ReadFile("/var/log/one-appliance/" + svc + ".log"); strings.Contains(string(log), gateToken) {
+				t.Errorf("%s logged the OneGate token", svc)
+			}
+		}
+
+		if err := a.gate.WriteDocument("vm-20", webVM(true)); err != nil {
+			t.Fatal(err)
+		}
+		webServed(t, a, m, true)
+	}
+}
