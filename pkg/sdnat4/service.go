@@ -43,7 +43,8 @@ func (Service) Info() cli.Info {
 			"changed in one iptables-restore transaction), and the public address as a /32 on lo labelled SDNAT4. An unchanged " +
 			"poll writes nothing; a OneGate failure keeps the current mappings; a lease that cannot be mapped is skipped with a " +
 			"warning naming it. Daemon: start runs in the foreground (SIGHUP re-reads the context); stop ends a running daemon " +
-			"and removes every rule, chain, jump and lo address of SDNAT4; render shows what OneGate reports now.",
+			"and removes every rule, chain, jump and lo address of SDNAT4; render and status use what OneGate reports now (while it " +
+			"does not answer, the mappings the running daemon keeps).",
 		Kind:    cli.Daemon,
 		Scripts: []string{"one-sdnat4"},
 		Vars: []cli.Var{
