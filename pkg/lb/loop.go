@@ -333,15 +333,15 @@ func ReadKept(root fsroot.Root, path, name string) *Kept {
 		return nil
 	}
 	var k Kept
-	if json.Unmarshal(b, &k) != nil || !Running(k.PID, name) {
+	if json.Unmarshal(b, &k) != nil || !running(k.PID, name) {
 		return nil
 	}
 	return &k
 }
 
-// Running reports whether pid is this process or a live process of the
+// running reports whether pid is this process or a live process of the
 // binary name (its comm).
-func Running(pid int, name string) bool {
+func running(pid int, name string) bool {
 	if pid <= 0 {
 		return false
 	}

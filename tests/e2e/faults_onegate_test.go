@@ -96,11 +96,18 @@ func setupGate(t *testing.T, a *appliance) func(i int) string {
 	}
 }
 
-// mapsWeb reports whether r holds web's public address (SDNAT4's lo
-// address).
-func mapsWeb(r *lab.Router) bool {
-	out, _ := lab.Run(context.Background(), r, "ip", "-4", "-o", "addr", "show", "dev", "lo", "label", "SDNAT4")
-	return strings.Contains(out, " "+webPublic+"/32 ")
+// mapsWeb tells how much of web's mapping r holds: "address rule", either
+// or none ("") of its lo address and its DNAT rule (SDNAT4 adds the rule
+// first and removes it last).
+func mapsWeb(r *lab.Router) string {
+	var has []string
+	if out, _ := lab.Run(context.Background(), r, "ip", "-4", "-o", "addr", "show", "dev", "lo", "label", "SDNAT4"); strings.Contains(out, " "+webPublic+"/32 ") {
+		has = append(has, "address")
+	}
+	if rules, _ := lab.Run(context.Background(), r, "iptables", "-t", "nat", "-S", "DNAT4"); strings.Contains(rules, "-d "+webPublic+"/32 ") {
+		has = append(has, "rule")
+	}
+	return strings.Join(has, " ")
 }
 
 // balancesWeb reports whether r's HAProxy has web among LB0's servers.
@@ -115,8 +122,12 @@ func balancesWeb(r *lab.Router) bool {
 func webServed(t *testing.T, a *appliance, m *lab.Router, published bool) {
 	t.Helper()
 	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		if mapsWeb(m) != published || balancesWeb(m) != published {
-			return fmt.Errorf("%s: %s mapped %t, web in %s %t; want %t", m.Role, webPublic, mapsWeb(m), serversCfg, balancesWeb(m), published)
+		want := ""
+		if published {
+			want = "address rule"
+		}
+		if got := mapsWeb(m); got != want || balancesWeb(m) != published {
+			return fmt.Errorf("%s: %s mapped %q, web in %s %t; want %t", m.Role, webPublic, got, serversCfg, balancesWeb(m), published)
 		}
 		return nil
 	}); err != nil {
