@@ -165,13 +165,21 @@ func daemonLogs(r *lab.Router) string {
 	return b.String()
 }
 
-// settled waits until the fault before is over: neither router's
+// settled waits until the fault before (or the boot) is over: neither router's
 // one-failover has acted for two seconds (the reconcile of an earlier
-// contextualization is done) and the backup runs none of the OneGate
-// clients.
+// contextualization is done), the backup runs none of the OneGate clients,
+// and the master's processes have not changed for a second (an old haproxy
+// worker is gone).
 func settled(t *testing.T, m, b *lab.Router) {
 	t.Helper()
+	starts, since := m.Starts(), time.Now()
 	if err := lab.Eventually(60*time.Second, 200*time.Millisecond, func() error {
+		if now := m.Starts(); len(lab.ChangedStarts(starts, now)) > 0 {
+			starts, since = now, time.Now()
+		}
+		if time.Since(since) < time.Second {
+			return fmt.Errorf("%s's services changed less than a second ago", m.Role)
+		}
 		for _, r := range []*lab.Router{m, b} {
 			lines := failoverLines(r, time.Now().Add(-2*time.Second))
 			if len(lines) > 0 {
@@ -205,7 +213,6 @@ func settled(t *testing.T, m, b *lab.Router) {
 func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, m, b *lab.Router) {
 	return func(t *testing.T, a *appliance, m, b *lab.Router) {
 		t.Cleanup(func() { _ = a.gate.SetFaults() })
-		settled(t, m, b)
 		webServed(t, a, m, true)
 		converged(t, m, "one-sdnat4")
 		converged(t, m, "one-haproxy")

@@ -75,6 +75,12 @@ func TestFaults(t *testing.T) {
 		ok := t.Run(f.name, func(t *testing.T) {
 			m, b := a.serving(t)
 			waitStarted(t, m, faultDaemons...)
+			// The OneGate clients applied what OneGate says (haproxy
+			// runs its current configuration, worker included), and
+			// nothing moves any more.
+			converged(t, m, "one-sdnat4")
+			converged(t, m, "one-haproxy")
+			settled(t, m, b)
 			f.run(t, a, m, b)
 		})
 		if !ok {
