@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/tests/lab"
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
@@ -260,17 +261,37 @@ func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, 
 		}
 		probeOK(t, a.Inet, "tcp", webPublic+":80", "web")
 		lbReaches(t, a, "web")
-		// status names the outage, and the state kept is no drift.
-		for svc, says := range map[string][]string{
+		// status names the outage, and the state kept is no drift (asked
+		// of the three at once: against a slow OneGate each waits its
+		// whole bound).
+		says := map[string][]string{
 			"one-sdnat4":  {"OneGate failing", "OneGate does not answer now (", "compared with the 1 mappings the daemon keeps"},
 			"one-haproxy": {"backends: static and dynamic: OneGate does not answer now ("},
 			// one-wg is a oneshot: nothing of it depends on OneGate while
 			// it runs; status says it cannot read OneGate.
 			"one-wg": {"OneGate: could not be read: "},
-		} {
-			rep, code := status(t, m, svc)
+		}
+		type answer struct {
+			svc  string
+			rep  cli.Report
+			code int
+			err  error
+		}
+		answers := make(chan answer, len(says))
+		for svc := range says {
+			go func() {
+				rep, code, err := statusOf(m, svc)
+				answers <- answer{svc, rep, code, err}
+			}()
+		}
+		for range says {
+			ans := <-answers
+			if ans.err != nil {
+				t.Fatal(ans.err)
+			}
+			svc, rep, code := ans.svc, ans.rep, ans.code
 			details := strings.Join(rep.Details, "\n")
-			for _, s := range says {
+			for _, s := range says[svc] {
 				if !strings.Contains(details, s) {
 					t.Errorf("%s status during the outage does not say %q: exit %d %+v", svc, s, code, rep)
 				}

@@ -107,19 +107,28 @@ func waitStarted(t *testing.T, r *lab.Router, svcs ...string) {
 // status runs `<svc> status --json` on r.
 func status(t *testing.T, r *lab.Router, svc string) (cli.Report, int) {
 	t.Helper()
+	rep, code, err := statusOf(r, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, code
+}
+
+// statusOf is status for any goroutine.
+func statusOf(r *lab.Router, svc string) (cli.Report, int, error) {
 	cmd := r.Command(context.Background(), "/usr/sbin/"+svc, "status", "--json")
 	out, err := cmd.Output()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatal(err)
+		return cli.Report{}, 0, err
 	}
 	var rep cli.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("%s status --json: %v: %s", svc, err, out)
+		return rep, code, fmt.Errorf("%s status --json: %v: %s", svc, err, out)
 	}
-	return rep, code
+	return rep, code, nil
 }
 
 // converged waits until svc's status on r finds no drift.
