@@ -92,11 +92,17 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 	return Unknown, nil
 }
 
-// ParseStatus reads the state from rc-service status output.
+// ParseStatus reads the state from rc-service status output. A script's
+// own status() may say why after the state ("crashed (unbound is not
+// running)"): the first word is the state.
 func ParseStatus(out string) State {
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
-			switch st := State(strings.TrimSpace(v)); st {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				continue
+			}
+			switch st := State(f[0]); st {
 			case Started, Stopped, Starting, Stopping, Crashed, Inactive:
 				return st
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -45,6 +46,15 @@ func stepFailover(w *world, r *report) error {
 
 	var lost time.Time
 	errs := []error{
+		r.do("conntrack", b.Role+" (backup) already knows the connection: conntrackd synced it", func() error {
+			return lab.Eventually(5*time.Second, 100*time.Millisecond, func() error {
+				out, err := lab.Run(context.Background(), b, "conntrack", "-L", "-p", "tcp", "--dport", "7000")
+				if err != nil || !strings.Contains(out, "src="+lab.VMIP(0)) || !strings.Contains(out, "dst="+lab.PublicVIP) {
+					return fmt.Errorf("not in %s's table: %v %s", b.Role, err, out)
+				}
+				return nil
+			})
+		}),
 		r.do("failover", m.Role+" lost: links down, keepalived killed", func() error {
 			lost = time.Now()
 			return m.Lose()
