@@ -126,6 +126,9 @@ type State struct {
 	Serving, Quiesced, Waiting bool
 	// Drift counts consecutive observations contradicting Seen.
 	Drift int
+	// Looked: an observation was folded in before (keepalived's PID is
+	// known, so a new PID means keepalived restarted).
+	Looked bool
 }
 
 // Single reports whether the router runs without VRRP (no instance).
@@ -293,6 +296,13 @@ func (s State) has(name string) bool {
 // keepalived (re)started or after DriftLimit contradicting looks; a look
 // also fills in instances whose state is not known.
 func (s *State) observe(o Observation, learn bool) bool {
+	// A keepalived that started since the last look is never master yet
+	// (every instance starts in BACKUP and waits for the master to go
+	// silent); VIPs on the NICs are the ones a killed keepalived left
+	// behind, which the new one is about to remove. Only its FIFO lines or
+	// a later look can say master.
+	fresh := s.Looked && o.KeepalivedPID != s.KeepalivedPID && o.KeepalivedPID != 0
+	s.Looked = true
 	if o.KeepalivedPID != s.KeepalivedPID {
 		// keepalived started, stopped or restarted: what it said before is void.
 		s.Seen = map[string]Role{}
@@ -312,7 +322,7 @@ func (s *State) observe(o Observation, learn bool) bool {
 		got := o.VIPs[in.Name].role()
 		seen, known := s.Seen[in.Name]
 		switch {
-		case got == Unknown:
+		case got == Unknown, got == Master && fresh:
 		case learn || !known:
 			s.Seen[in.Name] = got
 		case (seen == Master) != (got == Master):

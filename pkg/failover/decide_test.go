@@ -119,6 +119,19 @@ func TestDecideSequences(t *testing.T) {
 			{observed(obs(11, "ETH0=none", "ETH1=none")), Nothing, Backup}, // the new keepalived removed them
 			{line(`INSTANCE "ETH0" BACKUP 100`), Nothing, Backup},
 		}},
+		{"keepalived killed on the master and respawned before the VIPs it left are gone: not master until it says so", []step{
+			{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(0, "ETH0=all", "ETH1=all")), Quiesce, Fault},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Unknown}, // stale VIPs of the killed one
+			{line(`INSTANCE "ETH0" BACKUP 100`), Nothing, Backup},
+			{observed(obs(11, "ETH0=none", "ETH1=none")), Nothing, Backup},
+		}},
+		{"keepalived respawned and elected quickly: a later look learns master", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{observed(obs(0, "ETH0=none", "ETH1=none")), Nothing, Fault},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Unknown},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Serve, Master},
+		}},
 		{"keepalived restarted between two looks: its old MASTER states are void", []step{
 			{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
 			{observed(obs(12, "ETH0=none", "ETH1=none")), Quiesce, Backup},
