@@ -187,6 +187,10 @@ type Transition struct {
 	Action  Action
 	Service string // for Recover
 	Reason  string
+	// ReleaseVIPs (with Quiesce): keepalived is gone, and a killed
+	// keepalived leaves its VIPs on the NICs, where they would keep
+	// answering for addresses the new master now holds: remove them.
+	ReleaseVIPs bool
 }
 
 // Decide is the failover decision table: the next state and what to do,
@@ -276,7 +280,7 @@ func (s State) converge(reconfigured bool, reason string) Transition {
 		s.Waiting = false
 		if s.Serving || !s.Quiesced {
 			s.Serving, s.Quiesced = false, true
-			return Transition{Next: s, Action: Quiesce, Reason: reason}
+			return Transition{Next: s, Action: Quiesce, Reason: reason, ReleaseVIPs: s.KeepalivedPID == 0}
 		}
 	}
 	return Transition{Next: s, Reason: reason}

@@ -222,6 +222,33 @@ func TestDecideSequences(t *testing.T) {
 	}
 }
 
+// The VIPs are released only when keepalived is gone (a killed keepalived
+// leaves them behind), never on a plain backup or fault.
+func TestDecideReleasesVIPs(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []Event
+		want  bool
+	}{
+		{"keepalived killed while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), observed(obs(0, "ETH0=all", "ETH1=all"))}, true},
+		{"keepalived not running at boot", []Event{configured(twoInstances, obs(0))}, true},
+		{"backup line while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), line(`INSTANCE "ETH0" BACKUP 100`)}, false},
+		{"fault line while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), line(`INSTANCE "ETH1" FAULT 100`)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s State
+			var tr Transition
+			for _, ev := range tc.steps {
+				tr = Decide(s, ev)
+				s = tr.Next
+			}
+			if tr.Action != Quiesce || tr.ReleaseVIPs != tc.want {
+				t.Fatalf("action %q release %v, want quiesce %v (%s)", tr.Action, tr.ReleaseVIPs, tc.want, tr.Reason)
+			}
+		})
+	}
+}
+
 // Decide is pure: the previous state is never modified.
 func TestDecidePure(t *testing.T) {
 	s := Decide(State{}, configured(twoInstances, obs(10, "ETH0=all", "ETH1=all"))).Next

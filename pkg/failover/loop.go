@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/keepalived"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
 
@@ -33,11 +34,23 @@ type Scripts interface {
 	CanReload(service string) bool
 }
 
+// VIPReleaser removes VIPs from the NICs (netlink on the router).
+type VIPReleaser interface {
+	Release(vips []keepalived.VIP) (removed int, err error)
+}
+
 // Daemon is the one-failover loop.
 type Daemon struct {
 	Services openrc.Services
 	Observer Observer
 	Scripts  Scripts
+	// Exits, when set, returns a channel closed when process pid exits
+	// (nil when it cannot watch it): keepalived's death is then seen at
+	// once instead of at the next tick, so a dead master stops serving
+	// before a fast (VRRPv3) backup takes over.
+	Exits func(pid int) <-chan struct{}
+	// VIPs, when set, removes the VIPs a killed keepalived left behind.
+	VIPs VIPReleaser
 	// FIFO is keepalived's notify FIFO (a path on this machine).
 	FIFO string
 	Log  *slog.Logger
@@ -93,9 +106,16 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	f := &fifo{path: d.FIFO, lines: lines}
 	defer f.close()
 	var state State
+	watched, exited := 0, (<-chan struct{})(nil)
 	apply := func(ev Event) {
 		tr := Decide(state, ev)
 		state = tr.Next
+		if d.Exits != nil && state.KeepalivedPID != watched {
+			watched, exited = state.KeepalivedPID, nil
+			if watched != 0 {
+				exited = d.Exits(watched)
+			}
+		}
 		if d.OnTransition != nil {
 			d.OnTransition(ev, tr)
 		}
@@ -167,6 +187,10 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			}
 		case <-pollC:
 			apply(Event{Kind: Polled, Obs: observe()})
+		case <-exited:
+			exited = nil
+			d.Log.Info("keepalived exited", "pid", watched)
+			apply(Event{Kind: Observed, Obs: observe()})
 		case <-tick.C:
 			ensureFIFO()
 			apply(Event{Kind: Observed, Obs: observe()})
@@ -219,6 +243,17 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 	case Serve, Reconcile:
 		ops = d.serve(ctx, spec, tr.Action == Reconcile)
 	case Quiesce:
+		if tr.ReleaseVIPs && d.VIPs != nil {
+			// First: the addresses answer ARP on the network while the
+			// services stop.
+			n, err := d.VIPs.Release(spec.VRRP.VIPs())
+			if err != nil {
+				d.Log.Error("removing the VIPs keepalived left behind", "err", err)
+			}
+			if n > 0 {
+				d.Log.Info("keepalived is gone: removed the VIPs it left behind", "removed", n)
+			}
+		}
 		ops = d.quiesce(ctx, spec)
 	case Recover:
 		ops = d.recover(ctx, tr.Service)

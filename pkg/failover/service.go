@@ -17,6 +17,7 @@ import (
 	"github.com/hypercx/vrouter/pkg/conntrackd"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/keepalived"
+	"github.com/hypercx/vrouter/pkg/netfilter"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
 
@@ -49,6 +50,22 @@ type Service struct {
 	Checker  keepalived.Checker
 	Links    Links
 	Observer func(fsroot.Root) Observer
+	Exits    func(pid int) <-chan struct{}
+	VIPs     VIPReleaser
+}
+
+func (s Service) exits() func(int) <-chan struct{} {
+	if s.Exits != nil {
+		return s.Exits
+	}
+	return Exits
+}
+
+func (s Service) releaser() VIPReleaser {
+	if s.VIPs != nil {
+		return s.VIPs
+	}
+	return Netlink{}
 }
 
 func (s Service) services(rt *cli.Runtime) openrc.Services {
@@ -151,8 +168,12 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 			rt.Log.Warn("floating-only NIC not brought up", "nic", nic, "err", err)
 		}
 	}
+	errs = append(errs, convergeSyncRules(ctx, rt, spec.Conntrackd.Enabled))
 	ctVerb, err := convergeConntrackd(ctx, rt, svcs, spec, ctConf)
 	errs = append(errs, err)
+	if spec.Conntrackd.Enabled {
+		setLiberal(rt)
+	}
 	kVerb, err := keepalived.Converge(ctx, svcs, len(changed) > 0, layoutChanged && len(changed) > 0)
 	errs = append(errs, err)
 	fVerb, err := convergeSelf(ctx, svcs)
@@ -207,6 +228,68 @@ func convergeConntrackd(ctx context.Context, rt *cli.Runtime, svcs openrc.Servic
 	return verb, nil
 }
 
+// ChainSync is one-failover's chain in the nat table on a router whose
+// connections are synced.
+const ChainSync = "FAILOVER-SYNC"
+
+// syncRuleset is what connection sync needs of netfilter on every router,
+// the backup included. The kernel tracks connections in a network
+// namespace only while some rule needs tracking, and translates the
+// replies of NAT'd ones only where the nat table is hooked. On a backup
+// that never served, neither holds until NAT4 starts on it, so a packet
+// of a synced connection reaching the new master before NAT4 is applied
+// (the far side's retransmission, typically) is not translated back: it
+// reaches the VIP itself and is answered with a reset, killing the
+// connection the sync was to keep. A chain of its own, hooked from nat
+// PREROUTING and POSTROUTING, whose one rule matches on conntrack state
+// and changes nothing, keeps both in place.
+func syncRuleset() netfilter.Ruleset {
+	return netfilter.Ruleset{
+		Owner: Name,
+		Tables: []netfilter.Table{{Name: "nat", Chains: []netfilter.Chain{
+			{Name: ChainSync, Rules: []string{"-m conntrack --ctstate INVALID -j RETURN"}},
+		}}},
+		Jumps: []netfilter.Jump{
+			{Table: "nat", From: "PREROUTING", To: ChainSync},
+			{Table: "nat", From: "POSTROUTING", To: ChainSync},
+		},
+	}
+}
+
+// convergeSyncRules applies syncRuleset when connections are synced and
+// removes it when not.
+func convergeSyncRules(ctx context.Context, rt *cli.Runtime, enabled bool) error {
+	if rt.Netfilter == nil {
+		return nil
+	}
+	if !enabled {
+		if err := rt.Netfilter.Teardown(ctx, syncRuleset()); err != nil {
+			return fmt.Errorf("removing %s: %w", ChainSync, err)
+		}
+		return nil
+	}
+	if _, err := rt.Netfilter.Apply(ctx, syncRuleset()); err != nil {
+		return fmt.Errorf("applying %s (connection tracking for synced connections): %w", ChainSync, err)
+	}
+	return nil
+}
+
+// setLiberal sets conntrackd.LiberalSysctl (after conntrackd started: the
+// key exists once connection tracking is loaded).
+func setLiberal(rt *cli.Runtime) {
+	if rt.Sysctl == nil {
+		return
+	}
+	if v, err := rt.Sysctl.Get(conntrackd.LiberalSysctl); err == nil && v == "1" {
+		return
+	}
+	if err := rt.Sysctl.Set(conntrackd.LiberalSysctl, "1"); err != nil {
+		rt.Log.Warn("synced TCP connections may be reset after a failover: cannot set "+conntrackd.LiberalSysctl, "err", err)
+		return
+	}
+	rt.Log.Info("set", "sysctl", conntrackd.LiberalSysctl, "value", 1)
+}
+
 // convergeSelf starts the one-failover daemon, or makes a running one read
 // the new context (SIGHUP: no restart, no transition).
 func convergeSelf(ctx context.Context, svcs openrc.Services) (string, error) {
@@ -256,6 +339,8 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		Services: s.services(rt),
 		Observer: s.observer(rt),
 		Scripts:  InitScripts{Root: rt.Root},
+		Exits:    s.exits(),
+		VIPs:     s.releaser(),
 		FIFO:     rt.Root.Path(keepalived.FIFO),
 		Log:      rt.Log,
 		Reload:   reload,
@@ -299,7 +384,9 @@ func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, err
 		{Target: keepalived.VRRPFile, Body: kfiles[keepalived.VRRPFile]},
 	}
 	if ct != nil {
-		arts = append(arts, cli.Artefact{Target: conntrackd.ConfigFile, Body: ct})
+		arts = append(arts, cli.Artefact{Target: conntrackd.ConfigFile, Body: ct},
+			cli.Artefact{Target: "iptables:nat", Body: netfilter.Render(syncRuleset())["nat"]},
+			cli.Artefact{Target: "sysctl", Body: []byte(conntrackd.LiberalSysctl + " = 1\n")})
 	}
 	return arts, nil
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/golden"
 	"github.com/hypercx/vrouter/pkg/keepalived"
+	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/openrc"
+	"github.com/hypercx/vrouter/pkg/sysctl"
 )
 
 func TestRender(t *testing.T) {
@@ -197,6 +199,44 @@ func TestConfigureConntrackd(t *testing.T) {
 	}
 	if !r.root.Exists(conntrackd.ConfigFile) {
 		t.Fatal("conntrackd.conf not written")
+	}
+	// Synced connections need liberal TCP window checks.
+	// and tracking with the nat table hooked before NAT4 starts: the sync
+	// chain, hooked from PREROUTING and POSTROUTING, removed when sync is
+	// off; someone else's rule survives.
+	sc := sysctl.NewFake(map[string]string{conntrackd.LiberalSysctl: "0"})
+	ipt := netfiltertest.New()
+	canary := "-A POSTROUTING -o eth0 -m comment --comment canary -j MASQUERADE"
+	if err := ipt.Run("-t nat " + canary); err != nil {
+		t.Fatal(err)
+	}
+	save := func() string { b, _ := ipt.Save(context.Background(), "nat"); return string(b) }
+	rt := r.runtime(on)
+	rt.Sysctl, rt.Netfilter = sc, ipt.Applier()
+	for i := 0; i < 2; i++ {
+		if err := r.svc.Configure(context.Background(), rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := sc.Get(conntrackd.LiberalSysctl); v != "1" {
+		t.Fatalf("%s = %s", conntrackd.LiberalSysctl, v)
+	}
+	nat := save()
+	for _, want := range []string{"-A " + ChainSync + " -m conntrack --ctstate INVALID -j RETURN", "-A PREROUTING -m comment --comment one-failover -j " + ChainSync,
+		"-A POSTROUTING -m comment --comment one-failover -j " + ChainSync, canary} {
+		if strings.Count(nat, want) != 1 {
+			t.Fatalf("nat table lacks %q once:\n%s", want, nat)
+		}
+	}
+	rt = r.runtime(floating)
+	rt.Sysctl, rt.Netfilter = sc, ipt.Applier()
+	for i := 0; i < 2; i++ {
+		if err := r.svc.Configure(context.Background(), rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nat := save(); strings.Contains(nat, ChainSync) || !strings.Contains(nat, canary) {
+		t.Fatalf("sync off:\n%s", nat)
 	}
 	r2 := newRig(t, "keepalived", "one-failover")
 	if err := r2.configure(t, on); err == nil || !strings.Contains(err.Error(), "conntrackd") {

@@ -157,6 +157,32 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 		}
 	})
 
+	t.Run("reconfigure changing the VRRP layout: keepalived restarts, one router serves", func(t *testing.T) {
+		// VRRPv3 (a fraction of a second): a new layout, keepalived
+		// restarts on both routers and they elect again. OpenRC must not
+		// bring back, after the restart, services one-failover stopped
+		// during it.
+		extra := haShared + dnsShared + `export ONEAPP_VNF_KEEPALIVED_INTERVAL="0.1"
+`
+		for i, r := range h.Routers {
+			if err := r.Recontext(h.Context(i, extra), services...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		if m, err = h.Master(15 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		b = h.Other(m)
+		waitServing(t, m, true, "one-dns")
+		waitServing(t, b, false, "one-dns")
+		stop := watchHolders(h, m)
+		time.Sleep(2 * time.Second)
+		if bad := stop(); len(bad) > 0 {
+			t.Fatalf("after the restart:\n%s\n%s\n%s", strings.Join(bad, "\n"), failoverLog(m), failoverLog(b))
+		}
+	})
+
 	t.Run("an enabled service killed on the master is restarted by one-failover", func(t *testing.T) {
 		sup := m.PIDsWith("supervise-daemon", "unbound")
 		daemons := m.PIDs("unbound")
@@ -204,10 +230,16 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 		if err != nil || !strings.Contains(out, "name=inet") {
 			t.Fatalf("VM -> internet through the new master: %q %v", out, err)
 		}
-		// The respawned keepalived came back as backup.
-		if len(m.PIDs("keepalived")) == 0 {
-			t.Error("keepalived was not respawned on the old master")
+		// keepalived is respawned and stays backup.
+		if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if len(m.PIDs("keepalived")) == 0 {
+				return fmt.Errorf("keepalived was not respawned on the old master")
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
+		time.Sleep(time.Second)
 		if bad := stop(); len(bad) > 0 {
 			t.Fatalf("during the takeover:\n%s", strings.Join(bad, "\n"))
 		}
@@ -218,7 +250,11 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 // VM through NAT to the internet host survives the master's loss. The
 // routers pick up no connection in mid-stream (nf_conntrack_tcp_loose=0),
 // so the connection can only survive through the state conntrackd synced:
-// without it this test fails.
+// without it this test fails. Which side's retransmission reaches the new
+// master first varies from run to run; the far side's, arriving while NAT4
+// is still being applied there, used to be answered with a reset (the
+// backup neither tracked connections nor hooked the nat table: see
+// failover.ChainSync).
 func TestHAConntrackSync(t *testing.T) {
 	h := bootHAWith(t, haShared+`export ONEAPP_VNF_CONNTRACKD_ENABLED="YES"
 export ONEAPP_VNF_CONNTRACKD_INTERFACE="eth1"
@@ -249,8 +285,8 @@ export ONEAPP_VNF_CONNTRACKD_INTERFACE="eth1"
 	// public VIP.
 	if err := lab.Eventually(5*time.Second, 100*time.Millisecond, func() error {
 		out, err := lab.Run(context.Background(), b, "conntrack", "-L", "-p", "tcp", "--dport", "7000")
-		if err != nil || !strings.Contains(out, "src="+lab.VMIP(0)) || !strings.Contains(out, "dst="+lab.PublicVIP) {
-			return fmt.Errorf("the backup's table lacks the connection: %v\n%s", err, out)
+		if err != nil || !strings.Contains(out, "ESTABLISHED src="+lab.VMIP(0)) || !strings.Contains(out, "dst="+lab.PublicVIP) {
+			return fmt.Errorf("the backup's table lacks the established connection: %v\n%s", err, out)
 		}
 		return nil
 	}); err != nil {
@@ -262,7 +298,10 @@ export ONEAPP_VNF_CONNTRACKD_INTERFACE="eth1"
 	}
 	waitServing(t, b, true)
 	if err := hold.Wait(); err != nil {
-		t.Fatalf("the connection did not survive the failover: %v\n%s\n%s", err, tail(hold.Output(), 5), failoverLog(b))
+		table, _ := lab.Run(context.Background(), b, "conntrack", "-L")
+		c, _ := b.ReadFile("/var/log/conntrackd.log")
+		t.Fatalf("the connection did not survive the failover: %v\n%s\n%s--- %s conntrack table:\n%s--- conntrackd.log:\n%s",
+			err, tail(hold.Output(), 5), failoverLog(b), b.Role, table, tail(string(c), 20))
 	}
 }
 

@@ -263,7 +263,10 @@ func (r *Router) Return() error { return r.Links(true, "eth0", "eth1") }
 // ServiceState is `rc-service <svc> status` inside the instance ("started",
 // "stopped", "crashed", ...).
 func (r *Router) ServiceState(svc string) string {
-	out, _ := r.RC(svc, "status")
+	// Every state but started and stopped comes on stderr, with a non-zero
+	// exit status.
+	b, _ := r.Command(context.Background(), "rc-service", svc, "status").CombinedOutput()
+	out := string(b)
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
 			return strings.TrimSpace(v)
