@@ -82,6 +82,8 @@ type Event struct {
 	Instances []Instance
 	// Obs (Configured, Reopened, Observed, Polled).
 	Obs Observation
+	// Obs.KeepalivedPID is also set on a Line: the keepalived that wrote
+	// it, or 0 when unknown.
 	// Name is the instance (Line) or the service (Crashed).
 	Name string
 	// State is the instance's state (Line); Unknown for an instance
@@ -236,6 +238,12 @@ func Decide(prev State, ev Event) Transition {
 	case Line:
 		if !s.has(ev.Name) {
 			return Transition{Next: prev, Reason: fmt.Sprintf("ignored: no instance %q in this configuration", ev.Name)}
+		}
+		if pid := ev.Obs.KeepalivedPID; pid != 0 && pid != s.KeepalivedPID {
+			// Written by a keepalived that started since the last look:
+			// what the old one said is void, this line is not.
+			s.Seen = map[string]Role{}
+			s.KeepalivedPID, s.Looked = pid, true
 		}
 		if ev.State == Unknown {
 			delete(s.Seen, ev.Name)

@@ -132,6 +132,13 @@ func TestDecideSequences(t *testing.T) {
 			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Unknown},
 			{observed(obs(11, "ETH0=all", "ETH1=all")), Serve, Master},
 		}},
+		{"a MASTER line from a keepalived restarted since the last look counts (a later look does not void it)", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{Event{Kind: Line, Name: "ETH0", State: Master, Obs: obs(11)}, Nothing, Unknown},
+			{Event{Kind: Line, Name: "ETH1", State: Master, Obs: obs(11)}, Wait, Master},
+			{polled(obs(11, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Master},
+		}},
 		{"keepalived restarted between two looks: its old MASTER states are void", []step{
 			{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
 			{observed(obs(12, "ETH0=none", "ETH1=none")), Quiesce, Backup},

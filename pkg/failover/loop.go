@@ -67,6 +67,10 @@ type Daemon struct {
 	mu    sync.Mutex
 	ours  map[string]bool // enabled services this daemon started successfully
 	retry map[string]bool // enabled services whose start failed
+	// stopped are the services this daemon stopped: starting them again
+	// needs no status query first (one rc-service run less per service
+	// between the VIPs arriving and the data plane being up).
+	stopped map[string]bool
 }
 
 func (d *Daemon) defaults() {
@@ -85,7 +89,7 @@ func (d *Daemon) defaults() {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	d.ours, d.retry = map[string]bool{}, map[string]bool{}
+	d.ours, d.retry, d.stopped = map[string]bool{}, map[string]bool{}, map[string]bool{}
 }
 
 func instancesOf(spec Spec) []Instance {
@@ -183,6 +187,7 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			case !relevant:
 				d.Log.Debug("FIFO line", "line", line)
 			default:
+				ev.Obs = Observation{KeepalivedPID: observe().KeepalivedPID}
 				apply(ev)
 			}
 		case <-pollC:
@@ -298,11 +303,15 @@ func (d *Daemon) run(ctx context.Context, svc, verb string) op {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	err := d.Services.Run(ctx, svc, verb)
-	if verb == "start" || verb == "restart" {
-		d.mu.Lock()
+	d.mu.Lock()
+	switch verb {
+	case "start", "restart":
 		d.ours[svc], d.retry[svc] = err == nil, err != nil
-		d.mu.Unlock()
+		d.stopped[svc] = false
+	case "stop":
+		d.stopped[svc] = err == nil
 	}
+	d.mu.Unlock()
 	return op{svc: svc, verb: verb, err: err}
 }
 
@@ -331,6 +340,12 @@ func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
 		names = append(names, s.Name)
 	}
 	return parallel(names, func(svc string) []op {
+		d.mu.Lock()
+		ours := d.stopped[svc]
+		d.mu.Unlock()
+		if enabled[svc] && ours {
+			return []op{d.run(ctx, svc, "start")}
+		}
 		st := d.status(ctx, svc)
 		switch {
 		case !enabled[svc]:
@@ -363,6 +378,9 @@ func (d *Daemon) quiesce(ctx context.Context, spec Spec) []op {
 	d.mu.Unlock()
 	return parallel(names, func(svc string) []op {
 		if st := d.status(ctx, svc); st == openrc.Stopped || st == openrc.Missing {
+			d.mu.Lock()
+			d.stopped[svc] = true
+			d.mu.Unlock()
 			return nil
 		}
 		return []op{d.run(ctx, svc, "stop")}

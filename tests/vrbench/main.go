@@ -80,6 +80,7 @@ func main() {
 		{"nat4", benchNAT4},
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
+		{"ha", benchHA},
 	}
 	failed := false
 	for _, g := range groups {
