@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/keepalived"
 	"github.com/hypercx/vrouter/pkg/netfilter"
+	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
 
@@ -52,6 +55,59 @@ type Service struct {
 	Observer func(fsroot.Root) Observer
 	Exits    func(pid int) <-chan struct{}
 	VIPs     VIPReleaser
+	// ServiceID asks OneGate for this VM's OneFlow service (nil: the real
+	// OneGate, when the context has ONEGATE_ENDPOINT).
+	ServiceID func(ctx context.Context, env onecontext.Env, root fsroot.Root) (int, error)
+}
+
+// serviceIDTimeout bounds the OneGate lookup: a cloud without a reachable
+// OneGate must not hold a recontextualization up.
+const serviceIDTimeout = 3 * time.Second
+
+// oneGateServiceID is the real ServiceID: GET /service, one attempt.
+func oneGateServiceID(ctx context.Context, env onecontext.Env, root fsroot.Root) (int, error) {
+	cfg, err := onegate.ConfigFromContext(env, root)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Attempts, cfg.Timeout = 1, serviceIDTimeout
+	c, err := onegate.New(cfg, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	svc, err := c.Service(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return svc.ID, nil
+}
+
+// context is the context with SERVICE_ID from OneGate when the VRID would
+// come from it and the context lacks it (user guide: the router "tries to
+// detect if SERVICE_ID is defined (or queries OneGate for that id)"). When
+// OneGate cannot say (no endpoint, no service: a plain virtual router) the
+// VRID falls back to VMID as before.
+func (s Service) context(ctx context.Context, rt *cli.Runtime, env onecontext.Env) onecontext.Env {
+	if !keepalived.NeedsServiceID(env) {
+		return env
+	}
+	lookup := s.ServiceID
+	if lookup == nil {
+		if env.Get(onegate.VarEndpoint) == "" {
+			return env
+		}
+		lookup = oneGateServiceID
+	}
+	ctx, cancel := context.WithTimeout(ctx, serviceIDTimeout)
+	defer cancel()
+	id, err := lookup(ctx, env, rt.Root)
+	if err != nil {
+		rt.Log.Warn("no SERVICE_ID from OneGate; the VRID comes from VMID", "err", err)
+		return env
+	}
+	rt.Log.Info("SERVICE_ID from OneGate", "service_id", id)
+	return env.With(fmt.Sprintf("%s=%d", keepalived.VarServiceID, id))
 }
 
 func (s Service) exits() func(int) <-chan struct{} {
@@ -86,7 +142,7 @@ func (s Service) observer(rt *cli.Runtime) Observer {
 func (Service) Info() cli.Info {
 	vars := []cli.Var{
 		{Name: keepalived.VarInterfaces, Default: "all NICs", Help: "NICs keepalived manages (management NICs never)"},
-		{Name: keepalived.VarVRID, Default: keepalived.VarLegacyVRID, Help: "virtual_router_id 1-255; else SERVICE_ID % 255 + 1, else VMID % 255 + 1"},
+		{Name: keepalived.VarVRID, Default: keepalived.VarLegacyVRID, Help: "virtual_router_id 1-255; else SERVICE_ID % 255 + 1 (SERVICE_ID asked of OneGate when the context lacks it), else VMID % 255 + 1"},
 		{Name: keepalived.VarPriority, Default: "100", Help: "VRRP priority 1-254"},
 		{Name: keepalived.VarInterval, Default: "1", Help: "advertisement interval in seconds; a fraction (e.g. 0.1) uses VRRPv3"},
 		{Name: keepalived.VarPassword, Default: keepalived.VarLegacyPassword, Help: "PASS authentication, at most 8 characters (VRRPv2 only)"},
@@ -139,7 +195,7 @@ func files(spec Spec) (map[string][]byte, []byte) {
 // with it. Invalid context changes nothing (exit 2); a configuration
 // keepalived rejects changes nothing either.
 func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return err
 	}
@@ -319,7 +375,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return err
 	}
@@ -355,7 +411,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			if err != nil {
 				return Spec{}, err
 			}
-			return FromContext(env)
+			return FromContext(s.context(ctx, rt, env))
 		},
 	}
 	return d.Run(ctx, spec)
@@ -369,8 +425,8 @@ func (Service) Stop(ctx context.Context, rt *cli.Runtime) error {
 }
 
 // Render prints keepalived's files (and conntrackd's when enabled).
-func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, error) {
-	spec, err := FromContext(rt.Env)
+func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, error) {
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +450,7 @@ func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, err
 // Status compares the files, the daemons and the services with the
 // context and the router's role.
 func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error) {
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return cli.Report{}, err
 	}

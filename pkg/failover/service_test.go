@@ -293,3 +293,45 @@ func TestInitScriptsCanReload(t *testing.T) {
 		t.Fatal("CanReload")
 	}
 }
+
+// Without a VRID variable or SERVICE_ID, the VRID comes from the OneGate
+// service (user guide); when OneGate cannot say, from VMID as before; a
+// router without VIPs, or with a VRID, asks nothing.
+func TestVRIDFromOneGateService(t *testing.T) {
+	const env = "VMID=17 ETH0_IP=10.0.0.2 ETH0_VROUTER_IP=10.0.0.1"
+	for _, tc := range []struct {
+		name, env string
+		id        int
+		err       error
+		want      string
+		asked     bool
+	}{
+		{"service 300", env, 300, nil, "virtual_router_id 46", true},
+		{"not in a service", env, 0, errors.New("404"), "virtual_router_id 18", true},
+		{"a VRID is set", env + " VROUTER_KEEPALIVED_ID=9", 300, nil, "virtual_router_id 9", false},
+		{"SERVICE_ID is set", env + " SERVICE_ID=4", 300, nil, "virtual_router_id 5", false},
+		{"no VIP", "VMID=17 ETH0_IP=10.0.0.2", 300, nil, "No VRRP instance", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked := false
+			svc := Service{ServiceID: func(context.Context, onecontext.Env, fsroot.Root) (int, error) {
+				asked = true
+				return tc.id, tc.err
+			}}
+			r := newRig(t)
+			arts, err := svc.Render(context.Background(), r.runtime(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vrrp string
+			for _, a := range arts {
+				if a.Target == keepalived.VRRPFile {
+					vrrp = string(a.Body)
+				}
+			}
+			if !strings.Contains(vrrp, tc.want) || asked != tc.asked {
+				t.Fatalf("asked %v, want %v; want %q in:\n%s", asked, tc.asked, tc.want, vrrp)
+			}
+		})
+	}
+}
