@@ -210,6 +210,17 @@ func TestDecideSequences(t *testing.T) {
 			{line(`INSTANCE "ETH0" MASTER 100`), Wait, Master}, // the VIPs may have gone meanwhile: waits for a poll
 			{polled(obs(10, "ETH1=all")), Serve, Master},
 		}},
+		{"FIFO missing or silent from boot: the looks alone decide", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Nothing, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Nothing, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Nothing, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Nothing, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{Event{Kind: Reopened, Obs: obs(10, "ETH0=none", "ETH1=none")}, Nothing, Backup}, // the FIFO appears
+			{line(`INSTANCE "ETH0" MASTER 100`), Nothing, Backup},
+		}},
 		{"keepalived not running at boot: fault until it comes", []step{
 			{configured(twoInstances, obs(0)), Quiesce, Fault},
 			{observed(obs(20, "ETH0=none", "ETH1=none")), Nothing, Backup},
