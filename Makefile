@@ -8,14 +8,18 @@ LDFLAGS  := -s -w
 FUZZTIME ?= 10s
 # Tests run as root include the kernel and end-to-end tests.
 TESTFLAGS ?= -count=1 -timeout 40m
+# Where `make services` puts the nine static, stripped binaries (the image's).
+BINDIR   ?= bin
 
-.PHONY: all build deps test unit fuzz bench demo clean
+.PHONY: all build services deps test unit fuzz bench demo clean
 
 all: build
 
-build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(SERVICES))
+build: services
 	CGO_ENABLED=0 $(GO) build -o bin/lab/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./tests/...)
+
+services:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BINDIR)/ $(addprefix ./cmd/,$(SERVICES))
 
 # Debian packages (root only; skipped when present) and Go modules.
 deps:

@@ -18,6 +18,18 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-vrouter.qcow2}
 branch=${ALPINE_BRANCH:-v3.21}
+
+# Say what is missing before anything is downloaded or built.
+[ "$(id -u)" = 0 ] || { echo "build.sh: needs root (alpine-make-vm-image mounts the image)" >&2; exit 1; }
+missing=""
+for tool in wget make go qemu-img qemu-nbd rsync sfdisk mkfs.ext4; do
+	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+	echo "build.sh: missing on this host:$missing (Debian: apt-get install wget make qemu-utils rsync fdisk e2fsprogs; Go from https://go.dev/dl)" >&2
+	exit 1
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -27,8 +39,9 @@ amvi="$work/alpine-make-vm-image"
 wget -q -O "$amvi" "https://raw.githubusercontent.com/alpinelinux/alpine-make-vm-image/$amvi_version/alpine-make-vm-image"
 chmod +x "$amvi"
 
-make -C "$here/.." build
-"$here/rootfs.sh" "$work/rootfs" "$here/../bin"
+# The nine static, stripped binaries, then the tree they install.
+make -C "$here/.." services BINDIR="$work/bin"
+"$here/rootfs.sh" "$work/rootfs" "$work/bin"
 
 apk_file=""
 if [ -n "${ONE_CONTEXT_APK:-}" ]; then

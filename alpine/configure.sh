@@ -14,5 +14,6 @@ sed -i -e 's/^#\?PasswordAuthentication.*/PasswordAuthentication no/' \
        -e 's/^#\?UseDNS.*/UseDNS no/' /etc/ssh/sshd_config
 if [ -n "${ONE_CONTEXT_APK:-}" ] && [ -f "$ONE_CONTEXT_APK" ]; then
 	apk add --allow-untrusted "$ONE_CONTEXT_APK"
+	rm -f "$ONE_CONTEXT_APK"
 fi
 rm -rf /var/cache/apk/*

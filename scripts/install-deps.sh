@@ -11,6 +11,7 @@ keepalived conntrackd conntrack
 haproxy
 unbound dnsutils
 busybox isc-dhcp-client kea-admin dnsmasq-base
+gcc libc6-dev
 wireguard-tools wireguard-go
 iperf3
 "

@@ -1,9 +1,9 @@
-// Command one-haproxy is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-haproxy is the HAProxy load balancer of the Virtual Router; see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/haproxy"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-haproxy", Summary: "HAProxy: TCP load balancer (not implemented yet)", Kind: cli.Daemon}})
-}
+func main() { cli.Main(haproxy.Service{}) }

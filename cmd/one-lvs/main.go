@@ -1,9 +1,9 @@
-// Command one-lvs is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-lvs is the LVS (keepalived IPVS) load balancer of the Virtual Router; see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/lvs"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-lvs", Summary: "LVS: keepalived IPVS load balancer (not implemented yet)", Kind: cli.Daemon}})
-}
+func main() { cli.Main(lvs.Service{}) }

@@ -1,9 +1,10 @@
-// Command one-sdnat4 is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-sdnat4 is the SDNAT4 service of the Virtual Router (public
+// addresses mapped 1:1 to VMs, discovered through OneGate); see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/sdnat4"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-sdnat4", Summary: "SDNAT4: public IPs mapped 1:1 to private VMs (not implemented yet)", Kind: cli.Daemon}})
-}
+func main() { cli.Main(sdnat4.Service{}) }

@@ -1,9 +1,9 @@
-// Command one-wg is a service of the Virtual Router that is not implemented yet;
-// every verb says so and exits 1.
+// Command one-wg is the WireGuard VPN server of the Virtual Router; see --help.
 package main
 
-import "github.com/hypercx/vrouter/pkg/cli"
+import (
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/wg"
+)
 
-func main() {
-	cli.Main(cli.NotImplemented{Desc: cli.Info{Name: "one-wg", Summary: "WireGuard VPN server (not implemented yet)", Kind: cli.Oneshot}})
-}
+func main() { cli.Main(wg.Service{}) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/netfilter"
 	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/openrc"
 	"github.com/hypercx/vrouter/pkg/sysctl"
 	"github.com/hypercx/vrouter/services"
 )
@@ -158,25 +160,45 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 			},
 		}
 	}
+	var extra []*ucli.Command
+	if v, ok := svc.(Verber); ok {
+		for _, x := range v.Verbs() {
+			extra = append(extra, ownVerb(x, info, o))
+		}
+	}
 	startDesc := "Applies the context and returns."
 	if info.Kind == Daemon {
 		startDesc = "Runs in the foreground until SIGTERM or SIGINT, keeping the live state converged."
 	}
-	return []*ucli.Command{
+	return append([]*ucli.Command{
 		verb("install", "install the binary and its OpenRC scripts under --root (image build step)",
 			"Copies this binary to <root>/usr/sbin/"+info.Name+" and the OpenRC scripts "+strings.Join(info.Scripts, ", ")+" to <root>/etc/init.d/.",
 			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error { return install(ctx, svc, info, rt) }),
 		verb("configure", "render static configuration from the context (run on every recontextualization)",
 			"Validates the context and writes the service's static files; it does not start anything.",
 			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error {
-				return recordError(rt, info, svc.Configure(ctx, rt))
+				err := svc.Configure(ctx, rt)
+				rt.RecordError("configure", err)
+				return err
 			}),
 		verb("start", "apply the context ("+string(info.Kind)+")", startDesc+" Invalid context exits 2 before anything is changed.",
 			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error {
-				return recordError(rt, info, svc.Start(ctx, rt))
+				if info.Kind == Daemon {
+					// A daemon returns only when it ends: an earlier
+					// failure is forgotten when it comes up, and a failure
+					// to come up recorded when it returns.
+					rt.RecordError("start", nil)
+				}
+				err := svc.Start(ctx, rt)
+				rt.RecordError("start", err)
+				return err
 			}),
 		verb("stop", "remove everything the service applied (idempotent)", "Safe to run any number of times, and on a system where nothing was applied.",
-			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error { return svc.Stop(ctx, rt) }),
+			nil, func(ctx context.Context, _ *ucli.Context, rt *Runtime) error {
+				err := svc.Stop(ctx, rt)
+				rt.RecordError("stop", err)
+				return err
+			}),
 		verb("render", "print everything start would apply, without side effects",
 			"Prints each artefact after a '### <target>' line: files by absolute path, 'iptables:<table>' (iptables-restore text), 'sysctl', 'addr:<dev>'. Needs no root.",
 			[]ucli.Flag{&ucli.StringFlag{Name: "only", Usage: "print only the body of `TARGET`"}},
@@ -193,18 +215,64 @@ func commands(svc Service, info Info, o Options) []*ucli.Command {
 			func(ctx context.Context, c *ucli.Context, rt *Runtime) error {
 				rep, err := svc.Status(ctx, rt)
 				if err != nil {
-					return err
+					// Still say what is known: the service, its OpenRC
+					// state and its last errors.
+					rep = Report{Error: describeError(err).Error()}
 				}
 				rep.Service = info.Name
-				if b, err := rt.Root.ReadFile(filepath.Join(ErrorDir, info.Name+".error")); err == nil {
-					rep.LastError = strings.TrimSpace(string(b))
+				if rep.Drift == nil {
+					rep.Drift = []string{}
 				}
+				rep.OpenRC = openRCState(ctx, rt, info.Name)
+				if err == nil && rep.OpenRC == string(openrc.Stopped) && !info.EveryRouter &&
+					openRCState(ctx, rt, FailoverService) == string(openrc.Started) {
+					rep = stoppedReport(rep)
+				}
+				rep.LastErrors = rt.LastErrors(info.Name)
 				printReport(rt.Stdout, rep, c.Bool("json"))
+				if err != nil {
+					return &reported{err}
+				}
 				if len(rep.Drift) > 0 {
 					return &DriftError{Items: rep.Drift}
 				}
 				return nil
 			}),
+	}, extra...)
+}
+
+// ownVerb builds the command of a service's own verb.
+func ownVerb(v Verb, info Info, o Options) *ucli.Command {
+	var flags []ucli.Flag
+	for _, b := range v.Bools {
+		flags = append(flags, &ucli.BoolFlag{Name: b.Name, Usage: b.Help})
+	}
+	want := len(strings.Fields(v.Args))
+	return &ucli.Command{
+		Name: v.Name, Usage: v.Usage, Description: v.Description, ArgsUsage: v.Args,
+		Flags: append(flags, globalFlags...),
+		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
+			return &UsageError{Msg: err.Error()}
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != want {
+				return &UsageError{Msg: fmt.Sprintf("usage: %s %s %s", info.Name, v.Name, v.Args)}
+			}
+			rt, fileLog, closeLog, err := newRuntime(c, info, o)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			set := map[string]bool{}
+			for _, b := range v.Bools {
+				set[b.Name] = c.Bool(b.Name)
+			}
+			err = v.Run(c.Context, rt, c.Args().Slice(), set)
+			if err != nil {
+				fileLog.Error(v.Name+" failed", "err", describeError(err).Error())
+			}
+			return err
+		},
 	}
 }
 
@@ -247,7 +315,7 @@ func newRuntime(c *ucli.Context, info Info, o Options) (*Runtime, *slog.Logger, 
 	nf := netfilter.System()
 	nf.Log = log
 	rt := &Runtime{
-		Env: env, Root: root, Log: log, Stdout: o.Stdout,
+		Name: info.Name, Env: env, Root: root, Log: log, Stdout: o.Stdout, EnvFile: envFile,
 		Netfilter: nf,
 		Sysctl:    sysctl.Proc{Root: root},
 		LoadEnv:   func() (onecontext.Env, []string, error) { return onecontext.Load(envFile, o.Environ) },
@@ -273,18 +341,6 @@ func stringFlag(c *ucli.Context, name string) string {
 		return "/"
 	}
 	return ""
-}
-
-// recordError keeps the last error of configure/start for status.
-func recordError(rt *Runtime, info Info, err error) error {
-	p := filepath.Join(ErrorDir, info.Name+".error")
-	if err == nil {
-		_ = rt.Root.Remove(p)
-		return nil
-	}
-	msg := time.Now().UTC().Format(time.RFC3339) + " " + describeError(err).Error() + "\n"
-	_, _ = rt.Root.WriteFile(p, []byte(msg), 0o640)
-	return err
 }
 
 // PrintArtefacts writes artefacts in the render format, or only the body of
@@ -325,21 +381,89 @@ func printReport(w io.Writer, r Report, asJSON bool) {
 		return
 	}
 	yn := map[bool]string{true: "yes", false: "no"}
-	fmt.Fprintf(w, "service:  %s\nenabled:  %s\napplied:  %s\n", r.Service, yn[r.Enabled], yn[r.Applied])
-	if len(r.Drift) == 0 {
-		fmt.Fprintln(w, "drift:    none")
+	fmt.Fprintf(w, "service:  %s\n", r.Service)
+	if r.OpenRC != "" {
+		fmt.Fprintf(w, "openrc:   %s\n", r.OpenRC)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "status:   cannot compare with the context: %s\n", r.Error)
 	} else {
-		fmt.Fprintln(w, "drift:")
-		for _, d := range r.Drift {
-			fmt.Fprintf(w, "  - %s\n", d)
+		fmt.Fprintf(w, "enabled:  %s\napplied:  %s\n", yn[r.Enabled], yn[r.Applied])
+		if len(r.Drift) == 0 {
+			fmt.Fprintln(w, "drift:    none")
+		} else {
+			fmt.Fprintln(w, "drift:")
+			for _, d := range r.Drift {
+				fmt.Fprintf(w, "  - %s\n", d)
+			}
+		}
+		if len(r.Details) > 0 {
+			fmt.Fprintln(w, "details:")
+			for _, d := range r.Details {
+				fmt.Fprintf(w, "  %s\n", d)
+			}
 		}
 	}
-	for _, d := range r.Details {
-		fmt.Fprintf(w, "  %s\n", d)
+	if len(r.LastErrors) == 0 {
+		fmt.Fprintln(w, "last error: none")
+		return
 	}
-	if r.LastError != "" {
-		fmt.Fprintf(w, "last error: %s\n", r.LastError)
+	fmt.Fprintln(w, "last errors:")
+	for _, e := range r.LastErrors {
+		fmt.Fprintf(w, "  %s failed at %s: %s\n", e.Verb, e.At.Format(time.RFC3339), indentMore(e.Message))
 	}
+}
+
+// indentMore keeps a multi-line message inside its list item.
+func indentMore(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ")
+}
+
+// reported is an error whose message status already printed in its report;
+// Run prints it once more on stderr, which keeps scripts that only read
+// stderr informed.
+type reported struct{ err error }
+
+func (r *reported) Error() string { return r.err.Error() }
+func (r *reported) Unwrap() error { return r.err }
+
+// FailoverService is the daemon that starts and stops the data-plane
+// services on the VRRP master.
+const FailoverService = "one-failover"
+
+// stoppedReport judges a service OpenRC has stopped, while one-failover
+// runs, against nothing applied: on a backup router one-failover keeps every
+// data-plane service stopped, and a healthy backup has no drift. Whether the
+// service should run here is one-failover's status to say. (Without
+// one-failover, a stopped service the context enables is drift.)
+func stoppedReport(rep Report) Report {
+	if rep.Enabled {
+		rep.Details = append(rep.Details, "stopped in OpenRC: compared with nothing applied (one-failover starts it on the VRRP master only)")
+	}
+	rep.Drift = []string{}
+	if rep.Applied {
+		rep.Drift = append(rep.Drift, "stopped in OpenRC, but what it applies is still in place")
+	}
+	return rep
+}
+
+// openRCState is the service's OpenRC state on the real machine (not under
+// --root: rc-service knows nothing of another tree).
+func openRCState(ctx context.Context, rt *Runtime, name string) string {
+	if rt.Root != "" && rt.Root != "/" {
+		return ""
+	}
+	rc := openrc.RC{Root: rt.Root}
+	if !rc.Installed(name) {
+		return ""
+	}
+	if _, err := exec.LookPath("rc-service"); err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, _ := rc.Status(ctx, name)
+	return string(st)
 }
 
 // install copies the running binary and the service's OpenRC scripts under

@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +30,12 @@ func (echo) Start(_ context.Context, rt *Runtime) error {
 	}
 	return nil
 }
-func (echo) Stop(context.Context, *Runtime) error { return nil }
+func (echo) Stop(_ context.Context, rt *Runtime) error {
+	if rt.Env.Get("FAIL") != "" {
+		return errors.New("runtime failure")
+	}
+	return nil
+}
 func (echo) Render(_ context.Context, rt *Runtime) ([]Artefact, error) {
 	return []Artefact{{Target: "/etc/x.conf", Body: []byte("x=" + rt.Env.Get("X"))}, {Target: "sysctl", Body: []byte("y = " + rt.Env.Get("Y") + "\n")}}, nil
 }
@@ -121,16 +128,114 @@ func TestInstall(t *testing.T) {
 
 func TestLastErrorInStatus(t *testing.T) {
 	root := t.TempDir()
+	// A failed start is kept, named with its verb.
 	run(t, echo{}, []string{"X=perhaps"}, "start", "--root", root)
 	_, out, _ := run(t, echo{}, nil, "status", "--root", root)
-	if !strings.Contains(out, `last error:`) || !strings.Contains(out, `X="perhaps"`) {
+	if !strings.Contains(out, "last errors:\n  start failed at ") || !strings.Contains(out, `X="perhaps"`) {
 		t.Fatalf("status does not show the last error:\n%s", out)
 	}
+	// Another verb's success does not hide it; a failed stop is kept too.
+	run(t, echo{}, nil, "configure", "--root", root)
+	run(t, echo{}, []string{"FAIL=1"}, "stop", "--root", root)
+	code, out, _ := run(t, echo{}, nil, "status", "--json", "--root", root)
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("%d %v\n%s", code, err, out)
+	}
+	var verbs []string
+	for _, e := range rep.LastErrors {
+		verbs = append(verbs, e.Verb)
+		if e.At.IsZero() || e.Message == "" {
+			t.Fatalf("incomplete record %+v", e)
+		}
+	}
+	if strings.Join(verbs, " ") != "start stop" {
+		t.Fatalf("last errors %v, want start then stop\n%s", verbs, out)
+	}
+	// The verb's next success forgets its failure.
 	run(t, echo{}, nil, "start", "--root", root)
+	run(t, echo{}, nil, "stop", "--root", root)
 	_, out, _ = run(t, echo{}, nil, "status", "--json", "--root", root)
-	if strings.Contains(out, "last_error") || !strings.Contains(out, `"service": "one-echo"`) {
+	if strings.Contains(out, "last_errors") || !strings.Contains(out, `"service": "one-echo"`) || !strings.Contains(out, `"drift": []`) {
 		t.Fatalf("%s", out)
 	}
+	_, out, _ = run(t, echo{}, nil, "status", "--root", root)
+	if !strings.Contains(out, "last error: none") {
+		t.Fatalf("%s", out)
+	}
+}
+
+// status with a context it cannot parse still reports what it knows, and
+// exits 2.
+func TestStatusInvalidContext(t *testing.T) {
+	root := t.TempDir()
+	run(t, strict{}, []string{"X=perhaps"}, "configure", "--root", root)
+	code, out, stderr := run(t, strict{}, []string{"X=perhaps"}, "status", "--root", root)
+	if code != 2 || !strings.Contains(stderr, `X="perhaps"`) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"service:  one-echo", "status:   cannot compare with the context: invalid context:", "configure failed at"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("missing %q in\n%s", want, out)
+		}
+	}
+	code, out, _ = run(t, strict{}, []string{"X=perhaps"}, "status", "--json", "--root", root)
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 2 || rep.Error == "" || len(rep.LastErrors) != 1 {
+		t.Fatalf("%d %v %+v", code, err, rep)
+	}
+}
+
+// A daemon that comes up forgets its earlier failure to start.
+func TestDaemonStartClearsError(t *testing.T) {
+	root := t.TempDir()
+	up := make(chan struct{})
+	d := daemon{up: up}
+	run(t, d, []string{"X=perhaps"}, "start", "--root", root)
+	if _, err := os.Stat(filepath.Join(root, ErrorDir, "one-echo.start.error")); err != nil {
+		t.Fatal("failure not recorded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Run(ctx, d, []string{"one-echo", "start", "--root", root}, Options{Stdout: io.Discard, Stderr: io.Discard})
+	}()
+	<-up
+	if _, err := os.Stat(filepath.Join(root, ErrorDir, "one-echo.start.error")); err == nil {
+		t.Fatal("a running daemon still shows its earlier failure")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatal(code)
+	}
+}
+
+// strict fails every verb on an invalid X.
+type strict struct{ echo }
+
+func (strict) Configure(_ context.Context, rt *Runtime) error {
+	_, err := rt.Env.Bool("X", false)
+	return err
+}
+func (strict) Status(_ context.Context, rt *Runtime) (Report, error) {
+	_, err := rt.Env.Bool("X", false)
+	return Report{}, err
+}
+
+// daemon runs until cancelled.
+type daemon struct {
+	echo
+	up chan struct{}
+}
+
+func (daemon) Info() Info { return Info{Name: "one-echo", Kind: Daemon} }
+func (d daemon) Start(ctx context.Context, rt *Runtime) error {
+	if _, err := rt.Env.Bool("X", false); err != nil {
+		return err
+	}
+	close(d.up)
+	<-ctx.Done()
+	return nil
 }
 
 func TestLogFile(t *testing.T) {
@@ -139,5 +244,18 @@ func TestLogFile(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(root, "/var/log/one-appliance/one-echo.log"))
 	if err != nil || !strings.Contains(string(b), "start failed") {
 		t.Fatalf("%q %v", b, err)
+	}
+}
+
+// A service OpenRC has stopped (a backup router) is compared with nothing
+// applied.
+func TestStoppedReport(t *testing.T) {
+	rep := stoppedReport(Report{Enabled: true, Applied: false, Drift: []string{"chain missing"}})
+	if len(rep.Drift) != 0 || len(rep.Details) != 1 {
+		t.Fatalf("a stopped, unapplied service: %+v", rep)
+	}
+	rep = stoppedReport(Report{Enabled: true, Applied: true})
+	if len(rep.Drift) != 1 {
+		t.Fatalf("a stopped service whose state is in place: %+v", rep)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/netfilter"
@@ -43,6 +44,11 @@ type Info struct {
 	// `install` writes to /etc/init.d.
 	Scripts []string
 	Vars    []Var
+	// EveryRouter: the service runs on every router, backups included
+	// (one-failover itself). The others are data-plane services that
+	// one-failover runs on the VRRP master only, so status judges one that
+	// OpenRC has stopped against nothing applied.
+	EveryRouter bool
 }
 
 // Artefact is one thing render prints: a file by its absolute path,
@@ -52,14 +58,37 @@ type Artefact struct {
 	Body   []byte
 }
 
-// Report is what status finds.
+// Report is what status finds. Services fill Enabled, Applied, Drift and
+// Details; the status verb adds the rest.
 type Report struct {
-	Service   string   `json:"service"`
-	Enabled   bool     `json:"enabled"`
-	Applied   bool     `json:"applied"`
-	Drift     []string `json:"drift,omitempty"`
-	Details   []string `json:"details,omitempty"`
-	LastError string   `json:"last_error,omitempty"`
+	Service string `json:"service"`
+	// Enabled: the context enables the service.
+	Enabled bool `json:"enabled"`
+	// Applied: what the service applies is in place (chains, sysctls, a
+	// running daemon).
+	Applied bool `json:"applied"`
+	// Drift lists every difference between the live state and the context
+	// (empty, never absent, in JSON).
+	Drift []string `json:"drift"`
+	// Details are facts for a person ("forwarding: eth0 eth1").
+	Details []string `json:"details,omitempty"`
+	// OpenRC is the state of the service's OpenRC script on this machine
+	// ("started", "stopped", ...; empty under --root or without OpenRC).
+	OpenRC string `json:"openrc,omitempty"`
+	// LastErrors holds, for every verb whose last run failed, that failure
+	// (oldest first). A verb's record is cleared when it next succeeds.
+	LastErrors []VerbError `json:"last_errors,omitempty"`
+	// Error is why status could not compare (an invalid context, an
+	// unreadable live state); the report then holds only what is known.
+	Error string `json:"error,omitempty"`
+}
+
+// VerbError is the last failure of one verb (configure, start, stop, or a
+// daemon's reload), kept under ErrorDir for status.
+type VerbError struct {
+	Verb    string    `json:"verb"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
 }
 
 // Service is one feature of the router. Every method gets the runtime with
@@ -85,9 +114,28 @@ type Installer interface {
 	Install(ctx context.Context, rt *Runtime) error
 }
 
+// Verb is a verb of a service's own, beside the standard ones (one-wg's
+// `peer N`). It gets the runtime like the others.
+type Verb struct {
+	Name, Usage, Description string
+	// Args names the positional arguments, e.g. "N"; the verb takes
+	// exactly that many (one per blank-separated word).
+	Args string
+	// Bools are the verb's boolean flags (Name, Help; Default unused).
+	Bools []Var
+	Run   func(ctx context.Context, rt *Runtime, args []string, flags map[string]bool) error
+}
+
+// Verber is implemented by services with verbs of their own.
+type Verber interface {
+	Verbs() []Verb
+}
+
 // Runtime is what a verb works with: the context, the filesystem root, the
 // logger and the seams to the system. Tests build it with fakes.
 type Runtime struct {
+	// Name is the service ("one-nat4").
+	Name   string
 	Env    onecontext.Env
 	Root   fsroot.Root
 	Log    *slog.Logger
@@ -99,6 +147,8 @@ type Runtime struct {
 	// --env-file merged with the same process environment), for daemons
 	// that reload on SIGHUP. Nil in tests that do not set it.
 	LoadEnv func() (onecontext.Env, []string, error)
+	// EnvFile is the context file the verb read (under the root).
+	EnvFile string
 }
 
 // DriftError is returned by status when the live state differs (exit 3).
@@ -114,7 +164,8 @@ type UsageError struct{ Msg string }
 func (e *UsageError) Error() string { return e.Msg }
 
 // NotImplemented is a service that exists as a binary but whose verbs all
-// fail with a plain message (exit 1).
+// fail with a plain message (exit 1), install excepted: the image gets the
+// binary, so the service plugs in once it is written.
 type NotImplemented struct{ Desc Info }
 
 func (n NotImplemented) Info() Info { return n.Desc }
@@ -132,7 +183,6 @@ func (n NotImplemented) Render(context.Context, *Runtime) ([]Artefact, error) {
 func (n NotImplemented) Status(context.Context, *Runtime) (Report, error) {
 	return Report{}, n.err("status")
 }
-func (n NotImplemented) Install(context.Context, *Runtime) error { return n.err("install") }
 
 // List joins names for status details, "none" when there are none.
 func List(names []string) string {

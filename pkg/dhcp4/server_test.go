@@ -131,7 +131,7 @@ func noReply(t *testing.T, c *fakeConn, after func()) {
 	// answered: the server handles a NIC's requests in order, so the first
 	// reply seen must be the second one's.
 	after()
-	probe, _ := dhcpv4.NewInform(mustMAC("aa:aa:aa:aa:aa:aa"), net.ParseIP("10.0.0.200"))
+	probe, _ := dhcpv4.NewInform(mustMAC("02:00:0a:00:00:c8"), net.ParseIP("10.0.0.200"))
 	probe.SetBroadcast()
 	c.in <- probe.ToBytes()
 	if s := reply(t, c); s.payload.TransactionID != probe.TransactionID {
@@ -255,21 +255,24 @@ func TestDaemonServes(t *testing.T) {
 		t.Fatalf("renewal reply to %q", s.to)
 	}
 	// Relayed: back to the relay, port 67.
-	relayed, _ := dhcpv4.NewDiscovery(mustMAC("aa:00:00:00:00:01"), dhcpv4.WithGatewayIP(net.ParseIP("10.0.0.5")))
+	relayed, _ := dhcpv4.NewDiscovery(mustMAC("02:00:c0:a8:00:01"), dhcpv4.WithGatewayIP(net.ParseIP("10.0.0.5")))
 	c.in <- relayed.ToBytes()
 	if s = reply(t, c); s.to != "udp 10.0.0.5:67" || s.payload.YourIPAddr.String() != "10.0.0.254" {
 		t.Fatalf("relayed reply %q %s", s.to, s.payload.YourIPAddr)
 	}
 	// A NAK is broadcast.
-	nak, _ := dhcpv4.New(dhcpv4.WithHwAddr(mustMAC("aa:00:00:00:00:02")), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+	nak, _ := dhcpv4.New(dhcpv4.WithHwAddr(mustMAC("02:00:c0:a8:00:02")), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("192.0.2.1"))))
 	c.in <- nak.ToBytes()
 	if s = reply(t, c); s.to != "udp 255.255.255.255:68" || s.payload.MessageType() != dhcpv4.MessageTypeNak {
 		t.Fatalf("NAK %q %s", s.to, s.payload.Summary())
 	}
-	// Garbage, replies from other servers, RELEASE: nothing back, still serving.
+	// Garbage, replies from other servers, RELEASE, a MAC without the
+	// MAC2IP prefix: nothing back, still serving.
 	noReply(t, c, func() {
 		c.in <- []byte("not dhcp at all")
+		foreign, _ := dhcpv4.NewDiscovery(mustMAC("52:54:00:12:34:56"))
+		c.in <- foreign.ToBytes()
 		c.in <- append(disc.ToBytes()[:100], 0xff)
 		offer := s.payload
 		c.in <- offer.ToBytes() // a BOOTREPLY
@@ -304,7 +307,7 @@ func TestDaemonReload(t *testing.T) {
 	if !c2.isClosed() || c1.isClosed() {
 		t.Fatalf("eth1 closed %v (want false), old eth2 closed %v (want true)", c1.isClosed(), c2.isClosed())
 	}
-	d, _ := dhcpv4.NewDiscovery(mustMAC("aa:00:00:00:00:01"))
+	d, _ := dhcpv4.NewDiscovery(mustMAC("02:00:c0:a8:00:01"))
 	c2b.in <- d.ToBytes()
 	if s := reply(t, c2b); s.payload.YourIPAddr.String() != "10.2.0.110" {
 		t.Errorf("new pool not served: %s", s.payload.YourIPAddr)
@@ -396,4 +399,28 @@ func mustSpecServer(f *testing.F) Server {
 		f.Fatal(err)
 	}
 	return s.Servers[0]
+}
+
+// newReply builds what dhcpv4.NewReplyFromRequest builds, byte for byte.
+func TestNewReplyMatchesLibrary(t *testing.T) {
+	relay := dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, []byte{1, 3, 'a', 'b', 'c'})
+	for name, mods := range map[string][]dhcpv4.Modifier{
+		"plain":     nil,
+		"broadcast": {dhcpv4.WithBroadcast(true)},
+		"relayed with agent information and client id": {dhcpv4.WithGatewayIP(net.ParseIP("10.0.0.5")), dhcpv4.WithOption(relay),
+			dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 0, 0x0a, 0, 0, 0, 0x0c}))},
+		"renewing": {dhcpv4.WithClientIP(net.ParseIP("10.0.0.12"))},
+	} {
+		req, err := dhcpv4.NewDiscovery(mustMAC("02:00:0a:00:00:0c"), mods...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := dhcpv4.NewReplyFromRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := newReply(req); !bytes.Equal(got.ToBytes(), want.ToBytes()) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got.Summary(), want.Summary())
+		}
+	}
 }

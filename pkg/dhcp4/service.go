@@ -36,8 +36,10 @@ func (Service) Info() cli.Info {
 		Name:    "one-dhcp4v2",
 		Summary: "DHCP4: DHCP server for the isolated networks behind the router",
 		Description: "Serves DHCP on each NIC of ONEAPP_VNF_DHCP4_INTERFACES (management NICs and NICs without an address excepted), " +
-			"in-process on coredhcp with the onelease plugin: a MAC with the MAC2IP prefix gets the address in its low 4 bytes, " +
-			"any other client (or a MAC2IP miss) a free address of the NIC's pool. Leases persist in " + LeaseDir + " and expire. " +
+			"in-process on coredhcp with the onelease plugin. With MAC2IP on (the default) a MAC with the prefix gets the address " +
+			"in its low 4 bytes (a free address of the NIC's pool when that one is outside the pool, excluded or taken) and a MAC " +
+			"without the prefix gets no lease; with MAC2IP off every client gets a free address of the pool. Leases persist in " +
+			LeaseDir + " (written before the answer leaves, fsynced within a second) and expire. " +
 			"`configure` writes " + ConfigPath + " (checked by coredhcp's config loader first); `start` runs the daemon in the " +
 			"foreground (SIGTERM stops it, SIGHUP re-reads that file); `stop` ends a running daemon.",
 		Kind:    cli.Daemon,
@@ -49,7 +51,7 @@ func (Service) Info() cli.Info {
 			{Name: VarLeaseTime, Default: "3600", Help: "lease time in seconds (60-31536000)"},
 			{Name: VarGateway, Default: "the router's EP0 on each NIC", Help: "default gateway(s): IPv4 addresses or <ETHx_IPy>/<ETHx_VIPy>/<ETHx_EPy>"},
 			{Name: VarDNS, Default: "the router's EP0 where one-dns serves the NIC, else the context's ETHx_DNS / DNS", Help: "nameserver(s): IPv4 addresses or placeholders"},
-			{Name: VarMAC2IP, Default: "YES", Help: "give a MAC with the prefix the address in its low 4 bytes (YES/NO)"},
+			{Name: VarMAC2IP, Default: "YES", Help: "give a MAC with the prefix the address in its low 4 bytes and a MAC without it no lease (YES/NO; NO: every client gets an address of the pool)"},
 			{Name: VarMACPrefix, Default: DefaultMACPrefix, Help: "2-byte MAC prefix for MAC2IP"},
 			{Name: VarNIC + "<x>", Default: "the NIC's subnet", Help: "pool of ethx: <CIDR>:<start IP>-<end IP> (or <CIDR>, or <start>-<end>)"},
 			{Name: VarNIC + "<x>_GATEWAY", Default: VarGateway, Help: "gateway(s) for ethx"},
@@ -165,7 +167,10 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		}
 	}
 	defer func() { _ = rt.Root.Remove(StatePath) }()
-	load := func() ([]NICConfig, error) {
+	load := func() (cfgs []NICConfig, err error) {
+		// status shows a configuration the daemon could not take on a
+		// reload (SIGHUP) until one is taken.
+		defer func() { rt.RecordError("reload", err) }()
 		data, err := rt.Root.ReadFile(ConfigPath)
 		if err != nil {
 			return nil, fmt.Errorf("reading configuration: %w", err)
@@ -174,7 +179,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		if err != nil {
 			return nil, err
 		}
-		cfgs, err := LoadConfig(data, ps)
+		cfgs, err = LoadConfig(data, ps)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s: %w", ConfigPath, err)
 		}

@@ -63,10 +63,15 @@ type Daemon struct {
 	CheckEvery         int
 	// OnTransition, when set, sees every transition (tests, benchmarks).
 	OnTransition func(Event, Transition)
+	// Desired, when set, limits a reconcile to the running services whose
+	// desired state changed or whose live state drifted (see refresh);
+	// without it every running service that can reload is reloaded.
+	Desired Desired
 
-	mu    sync.Mutex
-	ours  map[string]bool // enabled services this daemon started successfully
-	retry map[string]bool // enabled services whose start failed
+	mu      sync.Mutex
+	ours    map[string]bool   // enabled services this daemon started successfully
+	retry   map[string]bool   // enabled services whose start failed
+	applied map[string]string // digest of what each running service last applied
 	// stopped are the services this daemon stopped: starting them again
 	// needs no status query first (one rc-service run less per service
 	// between the VIPs arriving and the data plane being up).
@@ -89,7 +94,7 @@ func (d *Daemon) defaults() {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	d.ours, d.retry, d.stopped = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	d.ours, d.retry, d.applied, d.stopped = map[string]bool{}, map[string]bool{}, map[string]string{}, map[string]bool{}
 }
 
 func instancesOf(spec Spec) []Instance {
@@ -235,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 type op struct {
 	svc, verb string
 	err       error
+	why       string
 }
 
 // execute carries out a transition.
@@ -272,10 +278,37 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 			continue
 		}
 		counts[o.verb]++
-		d.Log.Info("service", "service", o.svc, "verb", o.verb)
+		if o.why != "" {
+			d.Log.Info("service", "service", o.svc, "verb", o.verb, "why", o.why)
+		} else {
+			d.Log.Info("service", "service", o.svc, "verb", o.verb)
+		}
 	}
 	d.Log.Info("applied", "action", string(tr.Action), "started", counts["start"]+counts["restart"], "reloaded", counts["reload"],
 		"stopped", counts["stop"], "failed", failed, "took", time.Since(start).Round(time.Millisecond))
+	// What each service applied is noted once every service is up: the
+	// digests run the service binaries, which would compete for the CPU
+	// with the starts between the VIPs arriving and the data plane being
+	// up.
+	parallel(opServices(ops), func(svc string) []op {
+		for _, o := range ops {
+			if o.svc == svc {
+				d.track(ctx, o.svc, o.verb, o.err)
+			}
+		}
+		return nil
+	})
+}
+
+// opServices lists the services of ops, each once.
+func opServices(ops []op) []string {
+	var out []string
+	for _, o := range ops {
+		if !slices.Contains(out, o.svc) {
+			out = append(out, o.svc)
+		}
+	}
+	return out
 }
 
 // parallel runs f for every service at once: services are independent, and
@@ -356,8 +389,8 @@ func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
 		case st == openrc.Crashed:
 			return []op{d.run(ctx, svc, "restart")}
 		case st == openrc.Started || st == openrc.Starting:
-			if reconcile && d.Scripts != nil && d.Scripts.CanReload(svc) {
-				return []op{d.run(ctx, svc, "reload")}
+			if reconcile {
+				return d.refresh(ctx, svc)
 			}
 			return nil
 		}

@@ -176,7 +176,7 @@ func (h *harness) tryWrite(lines ...string) error {
 	return nil
 }
 
-func startDaemon(t *testing.T, spec Spec, rc *fakeRC, o Observation) *harness {
+func startDaemon(t *testing.T, spec Spec, rc *fakeRC, o Observation, opts ...func(*Daemon)) *harness {
 	h := &harness{t: t, rc: rc, obs: &fakeObserver{o: o}, fifo: filepath.Join(t.TempDir(), "run", "keepalived", "fifo"),
 		reload: make(chan struct{}, 1), spec: spec, done: make(chan error, 1)}
 	d := &Daemon{
@@ -191,6 +191,9 @@ func startDaemon(t *testing.T, spec Spec, rc *fakeRC, o Observation) *harness {
 				h.trs = append(h.trs, string(tr.Action)+" "+tr.Service)
 			}
 		},
+	}
+	for _, opt := range opts {
+		opt(d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

@@ -58,6 +58,9 @@ type Service struct {
 	// ServiceID asks OneGate for this VM's OneFlow service (nil: the real
 	// OneGate, when the context has ONEGATE_ENDPOINT).
 	ServiceID func(ctx context.Context, env onecontext.Env, root fsroot.Root) (int, error)
+	// Desired tells which running services a reconcile must re-apply (nil:
+	// ask the service binaries under the root, Binaries).
+	Desired func(rt *cli.Runtime) Desired
 }
 
 // serviceIDTimeout bounds the OneGate lookup: a cloud without a reachable
@@ -124,6 +127,13 @@ func (s Service) releaser() VIPReleaser {
 	return Netlink{}
 }
 
+func (s Service) desired(rt *cli.Runtime) Desired {
+	if s.Desired != nil {
+		return s.Desired(rt)
+	}
+	return Binaries{Root: rt.Root, EnvFile: rt.EnvFile}
+}
+
 func (s Service) services(rt *cli.Runtime) openrc.Services {
 	if s.Services != nil {
 		return s.Services(rt.Root)
@@ -171,9 +181,10 @@ func (Service) Info() cli.Info {
 			"master, once the VIPs are present, it starts the enabled services of its table and stops the disabled ones; on a backup or in fault " +
 			"it stops them; it restarts an enabled service that crashes while master. Without any floating IP the router serves alone. " +
 			"stop leaves keepalived and the services as they are.",
-		Kind:    cli.Daemon,
-		Scripts: []string{Name, keepalived.Service, conntrackd.Service},
-		Vars:    vars,
+		Kind:        cli.Daemon,
+		Scripts:     []string{Name, keepalived.Service, conntrackd.Service},
+		Vars:        vars,
+		EveryRouter: true,
 	}
 }
 
@@ -400,6 +411,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		FIFO:     rt.Root.Path(keepalived.FIFO),
 		Log:      rt.Log,
 		Reload:   reload,
+		Desired:  s.desired(rt),
 		LoadSpec: func() (Spec, error) {
 			if rt.LoadEnv == nil {
 				return spec, nil
@@ -408,13 +420,34 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			for _, w := range warnings {
 				rt.Log.Warn(w)
 			}
-			if err != nil {
-				return Spec{}, err
+			var next Spec
+			if err == nil {
+				next, err = FromContext(s.context(ctx, rt, env))
 			}
-			return FromContext(s.context(ctx, rt, env))
+			// status shows a context the daemon could not take.
+			rt.RecordError("reload", err)
+			return next, err
 		},
 	}
 	return d.Run(ctx, spec)
+}
+
+// Install gives the image a keepalived configuration that runs no VRRP
+// until the first contextualization renders the real one: the distro's
+// sample keepalived.conf would float example addresses on eth0 at the first
+// boot. A configuration already rendered by one-failover is left alone.
+func (Service) Install(ctx context.Context, rt *cli.Runtime) error {
+	kfiles, _ := files(Spec{})
+	for _, p := range []string{keepalived.VRRPFile, keepalived.GlobalFile, keepalived.MainFile} {
+		old, err := rt.Root.ReadFile(p)
+		if err == nil && (p != keepalived.MainFile || bytes.Equal(old, kfiles[p])) {
+			continue
+		}
+		if _, err := rt.Root.WriteFile(p, kfiles[p], 0o644); err != nil {
+			return fmt.Errorf("installing keepalived's neutral configuration: %w", err)
+		}
+	}
+	return nil
 }
 
 // Stop leaves everything as it is: stopping the daemon must not take the

@@ -28,8 +28,9 @@ type IPTables interface {
 // Applier converges owned chains.
 type Applier struct {
 	Backend Backend
-	// IPT returns the jump manager; it is called only when a jump must be
-	// added or removed (go-iptables runs `iptables --version` when created).
+	// IPT returns the jump manager teardown uses to remove the jumps into
+	// the chains it deletes (go-iptables runs `iptables --version` when
+	// created, so it is built only then).
 	IPT func() (IPTables, error)
 	Log *slog.Logger
 
@@ -81,33 +82,67 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) (Result, error) {
 		}
 		states[table] = st
 	}
-	for _, t := range rs.Tables {
-		st := states[t.Name]
-		changed := map[string]bool{}
-		rules := 0
-		for _, c := range t.Chains {
-			if !st.Has(c.Name) || !slices.Equal(st.Chains[c.Name], c.Rules) {
-				changed[c.Name] = true
-				rules += len(c.Rules)
+	for _, table := range rs.tableNames() {
+		st := states[table]
+		t := Table{Name: table}
+		for _, x := range rs.Tables {
+			if x.Name == table {
+				t.Chains = append(t.Chains, x.Chains...)
 			}
 		}
-		if len(changed) == 0 {
+		rewrite := map[string]bool{}
+		var edits []string
+		rules, patched := 0, 0
+		for _, c := range t.Chains {
+			live := st.Chains[c.Name]
+			switch {
+			case st.Has(c.Name) && slices.Equal(live, c.Rules):
+			case !st.Has(c.Name):
+				rewrite[c.Name] = true
+				rules += len(c.Rules)
+			default:
+				if p, ok := Patch(c.Name, live, c.Rules); ok {
+					edits = append(edits, p...)
+					patched++
+					rules += len(p)
+				} else {
+					rewrite[c.Name] = true
+					rules += len(c.Rules)
+				}
+			}
+		}
+		// Jumps go in the same transaction, after the chains they jump to
+		// are declared: chains and hooks appear together, and no extra
+		// iptables process has to load a large table again.
+		jumps := 0
+		for _, j := range rs.Jumps {
+			if j.Table == table {
+				je := jumpEdits(rs.Owner, j, st)
+				edits = append(edits, je...)
+				jumps += len(je)
+			}
+		}
+		if len(rewrite) == 0 && len(edits) == 0 {
 			continue
 		}
-		payload := Payload(t, changed)
-		a.log().Debug("restoring", "table", t.Name, "payload", string(payload))
-		if err := a.Backend.Restore(ctx, t.Name, payload); err != nil {
-			return res, fmt.Errorf("restoring %s table: %w", t.Name, withLines(err, payload))
+		payload := Payload(t, rewrite)
+		if len(edits) > 0 {
+			payload = append(payload[:len(payload)-len("COMMIT\n")], []byte(strings.Join(edits, "\n")+"\nCOMMIT\n")...)
+		}
+		a.log().Debug("restoring", "table", table, "payload", string(payload))
+		if err := a.Backend.Restore(ctx, table, payload); err != nil {
+			return res, fmt.Errorf("restoring %s table: %w", table, withLines(err, payload))
 		}
 		res.Changed = true
-		res.Chains += len(changed)
-		a.log().Info("applied", "owner", rs.Owner, "table", t.Name, "chains", len(changed), "rules", rules)
-	}
-	for _, j := range rs.Jumps {
-		n, err := a.ensureJump(rs.Owner, j, states[j.Table])
-		res.Jumps += n
-		if err != nil {
-			return res, err
+		res.Chains += len(rewrite) + patched
+		res.Jumps += jumps
+		if len(rewrite)+patched > 0 {
+			a.log().Info("applied", "owner", rs.Owner, "table", table, "chains", len(rewrite)+patched, "patched", patched, "rules", rules)
+		}
+		for _, j := range rs.Jumps {
+			if j.Table == table && len(jumpEdits(rs.Owner, j, st)) > 0 {
+				a.log().Info("hooked", "table", table, "chain", j.From, "jump", j.To, "first", j.First)
+			}
 		}
 	}
 	if err := a.removeChains(ctx, rs.Owner, rs.Retired, states); err != nil {
@@ -117,6 +152,57 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) (Result, error) {
 		res.Changed = true
 	}
 	return res, nil
+}
+
+// Patch returns the iptables-restore lines that turn the live rules of a
+// chain into want in place: deletions of the rules that go, then
+// insertions at their positions, so the rules that stay keep their
+// counters and a large chain with a small change costs a few lines instead
+// of a rewrite. ok is false when a rewrite is better or needed: rules
+// repeated in a chain, rules that stay but change order, or edits
+// touching more than half of the chain.
+func Patch(chain string, live, want []string) (edits []string, ok bool) {
+	inLive := make(map[string]bool, len(live))
+	for _, r := range live {
+		if inLive[r] {
+			return nil, false
+		}
+		inLive[r] = true
+	}
+	inWant := make(map[string]bool, len(want))
+	for _, r := range want {
+		if inWant[r] {
+			return nil, false
+		}
+		inWant[r] = true
+	}
+	var kept []string
+	for _, r := range live {
+		if inWant[r] {
+			kept = append(kept, r)
+		} else {
+			edits = append(edits, "-D "+chain+" "+r)
+		}
+	}
+	i := 0
+	for _, r := range want {
+		if inLive[r] {
+			if i >= len(kept) || kept[i] != r {
+				return nil, false
+			}
+			i++
+		}
+	}
+	for j, r := range want {
+		if !inLive[r] {
+			// Every rule before j is in place: this one goes at j+1.
+			edits = append(edits, "-I "+chain+" "+strconv.Itoa(j+1)+" "+r)
+		}
+	}
+	if 2*len(edits) > len(want) {
+		return nil, false
+	}
+	return edits, true
 }
 
 func (rs Ruleset) tableNames() []string {
@@ -146,40 +232,32 @@ func (a *Applier) save(ctx context.Context, table string) (State, error) {
 	return ParseSave(out), nil
 }
 
-// ensureJump adds the jump when missing and removes duplicates.
-func (a *Applier) ensureJump(owner string, j Jump, st State) (int, error) {
+// jumpEdits returns the restore lines that leave exactly one jump from
+// j.From to j.To: added when missing (inserted first, or appended),
+// duplicates removed, and a First jump that something else got in front
+// of moved back to the head of its chain.
+func jumpEdits(owner string, j Jump, st State) []string {
 	var found []string
 	for _, r := range st.Chains[j.From] {
 		if Target(r) == j.To {
 			found = append(found, r)
 		}
 	}
-	if len(found) == 1 {
-		return 0, nil
+	spec := strings.Join(j.Spec(owner), " ")
+	switch {
+	case len(found) == 0 && j.First:
+		return []string{"-I " + j.From + " 1 " + spec}
+	case len(found) == 0:
+		return []string{"-A " + j.From + " " + spec}
 	}
-	ipt, err := a.ipt()
-	if err != nil {
-		return 0, err
-	}
-	if len(found) == 0 {
-		spec := j.Spec(owner)
-		if j.First {
-			err = ipt.Insert(j.Table, j.From, 1, spec...)
-		} else {
-			err = ipt.Append(j.Table, j.From, spec...)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("hooking %s into %s/%s: %w", j.To, j.Table, j.From, err)
-		}
-		a.log().Info("hooked", "table", j.Table, "chain", j.From, "jump", j.To)
-		return 1, nil
-	}
+	var out []string
 	for _, r := range found[1:] {
-		if err := ipt.Delete(j.Table, j.From, Fields(r)...); err != nil {
-			return 0, fmt.Errorf("removing duplicate jump to %s from %s/%s: %w", j.To, j.Table, j.From, err)
-		}
+		out = append(out, "-D "+j.From+" "+r)
 	}
-	return len(found) - 1, nil
+	if j.First && st.Chains[j.From][0] != found[0] {
+		out = append(out, "-D "+j.From+" "+found[0], "-I "+j.From+" 1 "+found[0])
+	}
+	return out
 }
 
 // Teardown removes every owned chain of rs (retired ones included) and every
@@ -293,6 +371,8 @@ func (a *Applier) Diff(ctx context.Context, rs Ruleset) ([]string, error) {
 			}
 			if n != 1 {
 				drift = append(drift, fmt.Sprintf("%s/%s: %d jumps to %s, want 1", table, j.From, n, j.To))
+			} else if j.First && Target(st.Chains[j.From][0]) != j.To {
+				drift = append(drift, fmt.Sprintf("%s/%s: the jump to %s is not the first rule", table, j.From, j.To))
 			}
 		}
 		for _, r := range rs.Retired {

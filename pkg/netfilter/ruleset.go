@@ -1,9 +1,13 @@
 // Package netfilter applies iptables rules atomically, in chains a service
-// owns. Each apply sends one `iptables-restore --noflush -w` payload per
-// table that declares the owned chains whose content changed (`:CHAIN - [0:0]`
-// flushes and refills a chain in the same transaction), then ensures one jump
-// from each built-in chain with go-iptables. Teardown removes the jumps first
-// and then the chains. Nothing outside the owned chains is ever touched.
+// owns. Each apply sends at most one `iptables-restore --noflush -w` payload
+// per table: owned chains that are missing are declared and filled
+// (`:CHAIN - [0:0]`), chains with a small change are patched in place (`-D`
+// and `-I` lines, so the rules that stay keep their counters), others are
+// flushed and refilled, and the one jump from each built-in chain is added
+// (or moved back to the head, for First jumps) in the same transaction. An
+// unchanged ruleset sends nothing. Teardown removes the jumps first (with
+// go-iptables) and then the chains. Nothing outside the owned chains is ever
+// touched.
 package netfilter
 
 import (
@@ -45,7 +49,10 @@ type Jump struct {
 	Table string
 	From  string // built-in chain: PREROUTING, POSTROUTING, ...
 	To    string // owned chain
-	First bool   // insert at position 1 instead of appending
+	// First inserts the jump at position 1 instead of appending it, and
+	// keeps it there: a jump found further down is moved back to the head
+	// (so two owners must never both ask for First in one chain).
+	First bool
 }
 
 // ChainRef names a chain in a table.

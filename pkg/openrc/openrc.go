@@ -111,6 +111,8 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 func ParseStatus(out string) State {
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
+			// A script's own status() may say why: "crashed (unbound is
+			// not running)".
 			f := strings.Fields(v)
 			if len(f) == 0 {
 				continue

@@ -7,14 +7,14 @@ import (
 
 func TestParseStatus(t *testing.T) {
 	for out, want := range map[string]State{
-		" * status: started\n":                          Started,
-		" * status: stopped":                            Stopped,
-		" * status: crashed\n":                          Crashed,
-		" * status: crashed (unbound is not running)\n": Crashed,
-		" * status:\n":                                  Unknown,
-		"garbage":                                       Unknown,
-		" * status: weird\n":                            Unknown,
-		"x\n * status: inactive":                        Inactive,
+		" * status: started\n":                               Started,
+		" * status: stopped":                                 Stopped,
+		" * status: crashed\n":                               Crashed,
+		" * status: crashed (wireguard-go is not running)\n": Crashed,
+		" * status:\n":                                       Unknown,
+		"garbage":                                            Unknown,
+		" * status: weird\n":                                 Unknown,
+		"x\n * status: inactive":                             Inactive,
 	} {
 		if got := ParseStatus(out); got != want {
 			t.Errorf("%q: %s, want %s", out, got, want)

@@ -3,9 +3,7 @@ package kernel
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,26 +26,14 @@ export ONEAPP_VNF_DHCP4_LEASE_TIME="1200"
 export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
 `
 
-// udhcpcScript records what busybox udhcpc was given.
-const udhcpcScript = `#!/bin/sh
-[ "$1" = bound ] || exit 0
-{
-	echo "ip=$ip"
-	echo "subnet=$subnet"
-	echo "router=$router"
-	echo "dns=$dns"
-	echo "mtu=$mtu"
-	echo "lease=$lease"
-	echo "serverid=$serverid"
-} > "$0.out"
-`
-
+// dhcpVM is a VM on a segment with busybox udhcpc as its DHCP client.
 type dhcpVM struct {
-	ns     *lab.Namespace
-	script string
+	ns *lab.Namespace
+	*lab.DHCPClient
 }
 
-// newDHCPVM attaches a VM with the given MAC to seg, without an address.
+// newDHCPVM attaches a VM with the given MAC to seg, without an address;
+// its client only reports the leases it gets.
 func newDHCPVM(t *testing.T, l *lab.Lab, seg *lab.Segment, name, mac string) *dhcpVM {
 	t.Helper()
 	ns, err := l.Host(name)
@@ -58,32 +44,15 @@ func newDHCPVM(t *testing.T, l *lab.Lab, seg *lab.Segment, name, mac string) *dh
 		t.Fatal(err)
 	}
 	lab.MustRun(t, ns, "ip", "link", "set", "eth0", "address", mac)
-	script := filepath.Join(l.Dir, name+"-udhcpc.sh")
-	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
+	c, err := l.DHCPClient(ns, "eth0", false)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &dhcpVM{ns: ns, script: script}
+	return &dhcpVM{ns: ns, DHCPClient: c}
 }
 
-// lease runs udhcpc once (up to 5 DISCOVERs a second apart) and returns
-// what it was given.
-func (v *dhcpVM) lease(extra ...string) (map[string]string, error) {
-	_ = os.Remove(v.script + ".out")
-	args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-O", "mtu", "-s", v.script}, extra...)
-	if out, err := lab.Run(context.Background(), v.ns, args...); err != nil {
-		return nil, fmt.Errorf("udhcpc: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(v.script + ".out")
-	if err != nil {
-		return nil, fmt.Errorf("udhcpc got no lease: %v", err)
-	}
-	got := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		k, val, _ := strings.Cut(line, "=")
-		got[k] = val
-	}
-	return got, nil
-}
+// lease runs the client once.
+func (v *dhcpVM) lease(extra ...string) (map[string]string, error) { return v.Lease(extra...) }
 
 func (v *dhcpVM) mustLease(t *testing.T, want map[string]string, extra ...string) map[string]string {
 	t.Helper()
@@ -153,7 +122,9 @@ func TestDHCP(t *testing.T) {
 	must(priv.Attach(r, "eth1", "10.0.0.1/24"))
 	must(r.WriteFile("/run/one-context/one_env", []byte(dhcpContext), 0o400))
 	vm := newDHCPVM(t, l, priv, "vm", "02:00:0a:00:00:0c")
-	other := newDHCPVM(t, l, priv, "other", "52:54:00:12:34:56")
+	// A cloud NIC whose MAC2IP address (10.0.1.0) is not on this network.
+	other := newDHCPVM(t, l, priv, "other", "02:00:0a:00:01:00")
+	foreign := newDHCPVM(t, l, priv, "foreign", "52:54:00:12:34:56")
 	d := dhcpRouter(t, l, r)
 
 	want := map[string]string{"ip": "10.0.0.12", "subnet": "255.255.255.0", "router": "10.0.0.1", "dns": "9.9.9.9",
@@ -162,12 +133,20 @@ func TestDHCP(t *testing.T) {
 		vm.mustLease(t, want)
 	})
 	var dynamic string
-	t.Run("another MAC gets a dynamic address from the top of the pool", func(t *testing.T) {
+	t.Run("a MAC2IP miss gets a dynamic address from the top of the pool", func(t *testing.T) {
 		dynamic = other.mustLease(t, map[string]string{"ip": "10.0.0.254", "router": "10.0.0.1"})["ip"]
+	})
+	t.Run("a MAC without the MAC2IP prefix gets no lease", func(t *testing.T) {
+		if got, err := foreign.lease("-t", "2"); err == nil {
+			t.Fatalf("52:54:00:12:34:56 got a lease: %v", got)
+		}
+		if !strings.Contains(d.Output(), "no lease: the MAC lacks the MAC2IP prefix 02:00") || d.Exited() {
+			t.Fatalf("server output:\n%s", d.Output())
+		}
 	})
 	t.Run("leases are written to the lease file", func(t *testing.T) {
 		b, err := r.ReadFile("/var/lib/one-appliance/dhcp4/leases-eth1.log")
-		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "52:54:00:12:34:56 10.0.0.254") {
+		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "02:00:0a:00:01:00 10.0.0.254") || strings.Contains(string(b), "52:54:00") {
 			t.Fatalf("lease file: %v\n%s", err, b)
 		}
 	})
@@ -268,7 +247,7 @@ export ONEAPP_VNF_DHCP4_ETH1_DNS="10.0.0.1 1.1.1.1"`, 1)
 		if _, err := lab.Run(context.Background(), r, lab.Bin("one-dhcp4v2"), "status"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 			t.Fatalf("status after stop: %v", err)
 		}
-		if _, err := vm.lease(); err == nil {
+		if _, err := vm.lease("-t", "2"); err == nil {
 			t.Fatal("a lease without a server")
 		}
 	})
@@ -362,5 +341,77 @@ func TestDHCPOpenRC(t *testing.T) {
 	log, err := s.r.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
 	if !strings.Contains(string(log), "msg=lease service=one-dhcp4v2 mac=02:00:0a:00:00:0c ip=10.0.0.12") {
 		t.Errorf("log lacks the lease: %v\n%s", err, log)
+	}
+}
+
+// TestDHCPVMResolves is the path of issue 6 end to end, both services
+// under OpenRC in one router instance and nothing set by hand (one-apps
+// #262, #270): the VM with MAC 02:00:0a:00:00:0c configures itself with
+// busybox udhcpc and gets 10.0.0.12, the router as gateway and as
+// nameserver (one-dns serves eth1, so it wins over the context's DNS), the
+// MTU and the lease time; from that configuration alone it resolves a
+// public name through the forwarder on the internet host and the router's
+// own ep0.eth0.vr. The public side is refused.
+func TestDHCPVMResolves(t *testing.T) {
+	d := newDNSTopology(t)
+	needDHCPTools(t)
+	// The VM forgets the topology's static address and route: DHCP sets them.
+	lab.MustRun(t, d.vm, "ip", "addr", "flush", "dev", "eth0")
+	lab.MustRun(t, d.vm, "ip", "link", "set", "eth0", "address", "02:00:0a:00:00:0c")
+	if err := d.router.Install("one-dhcp4v2"); err != nil {
+		t.Fatal(err)
+	}
+	d.setContext(t, dnsGuideContext+`export DNS="9.9.9.9"
+export ONEAPP_VNF_DHCP4_ENABLED="YES"
+export ONEAPP_VNF_DHCP4_INTERFACES="eth1"
+export ONEAPP_VNF_DHCP4_LEASE_TIME="1200"
+export ONEAPP_VNF_DHCP4_ETH1_MTU="1400"
+`)
+	for _, svc := range []string{"one-dns", "one-dhcp4v2"} {
+		if out, err := d.router.RC(svc, "start"); err != nil {
+			t.Fatalf("rc-service %s start: %v\n%s", svc, err, out)
+		}
+	}
+	client, err := d.lab.DHCPClient(d.vm, "eth0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &dhcpVM{ns: d.vm, DHCPClient: client}
+	var got map[string]string
+	if err := lab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		var err error
+		got, err = vm.lease()
+		return err
+	}); err != nil {
+		log, _ := d.router.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
+		t.Fatalf("no lease: %v\nlog:\n%s", err, log)
+	}
+	for k, w := range map[string]string{"ip": "10.0.0.12", "router": "10.0.0.1", "dns": "10.0.0.1", "mtu": "1400", "lease": "1200"} {
+		if got[k] != w {
+			t.Errorf("lease %s=%q, want %q (%v)", k, got[k], w, got)
+		}
+	}
+	// The VM runs on what the lease said.
+	if out := lab.MustRun(t, d.vm, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " inet 10.0.0.12/24 ") {
+		t.Errorf("VM address: %s", out)
+	}
+	if out := lab.MustRun(t, d.vm, "ip", "route", "show", "default"); !strings.Contains(out, "default via 10.0.0.1 dev eth0") {
+		t.Errorf("VM default route: %q", out)
+	}
+	if out := lab.MustRun(t, d.vm, "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(out) != "1400" {
+		t.Errorf("VM MTU: %s", out)
+	}
+	// The VM asks the nameserver its lease named.
+	ns := got["dns"]
+	dnsExpect(t, d.vm, ns, "", dnsPublicName, dnsPublicAddr)
+	dnsExpect(t, d.vm, ns, "", "ep0.eth0.vr", "203.0.113.1")
+	// The public side: refused on the private address, no service on the
+	// public one.
+	dnsExpectStatus(t, d.inet, "10.0.0.1", "", dnsPublicName, "REFUSED")
+	dnsExpectSilence(t, d.inet, "203.0.113.1", dnsPublicName)
+	for _, svc := range []string{"one-dhcp4v2", "one-dns"} {
+		if out, err := d.router.RC(svc, "stop"); err != nil {
+			t.Fatalf("rc-service %s stop: %v\n%s", svc, err, out)
+		}
 	}
 }

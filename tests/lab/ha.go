@@ -269,7 +269,9 @@ func (r *Router) ServiceState(svc string) string {
 	out := string(b)
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {
-			return strings.TrimSpace(v)
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
 		}
 	}
 	return strings.TrimSpace(out)

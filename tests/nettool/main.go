@@ -6,6 +6,7 @@
 //	nettool serve [--tcp ADDR]... [--udp ADDR]... [--name NAME] [--hold]
 //	nettool probe tcp|udp ADDR [--timeout D]
 //	nettool hold ADDR [--interval D] [--duration D]   (a long-lived TCP connection)
+//	nettool load ADDR [--conns N] [--duration D] [--until NAME]   (steady TCP load)
 package main
 
 import (
@@ -15,7 +16,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
+	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +42,8 @@ func main() {
 		err = probe(os.Args[2:])
 	case "hold":
 		err = hold(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -188,4 +195,92 @@ func hold(args []string) error {
 		time.Sleep(*interval)
 	}
 	return nil
+}
+
+// load keeps conns TCP connections in flight one after the other against
+// ADDR (connect, read the greeting, close) until --duration passes, SIGTERM
+// arrives, or (with --until) a server called NAME answers. It then prints
+// one line: "ok=N failed=N names=a:1,b:2 until=<unix ns of NAME's first
+// answer, 0 if none>" and the first errors.
+func load(args []string) error {
+	if len(args) < 1 {
+		return fmt.Errorf("usage: load ADDR [--conns N] [--duration D] [--until NAME]")
+	}
+	fs := flag.NewFlagSet("load", flag.ExitOnError)
+	conns := fs.Int("conns", 4, "connections in flight")
+	duration := fs.Duration("duration", time.Hour, "total time")
+	until := fs.String("until", "", "stop at the first answer from this server")
+	_ = fs.Parse(args[1:])
+	addr := args[0]
+	stop := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop) }) }
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; end() }()
+	time.AfterFunc(*duration, end)
+	var mu sync.Mutex
+	ok, failed := 0, 0
+	names := map[string]int{}
+	var errs []string
+	var untilAt int64
+	var wg sync.WaitGroup
+	fmt.Println("ready")
+	for i := 0; i < *conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name, err := once1(addr)
+				now := time.Now().UnixNano()
+				mu.Lock()
+				if err != nil {
+					failed++
+					if len(errs) < 5 {
+						errs = append(errs, err.Error())
+					}
+				} else {
+					ok++
+					names[name]++
+					if *until != "" && name == *until && untilAt == 0 {
+						untilAt = now
+						end()
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	var ns []string
+	for n, c := range names {
+		ns = append(ns, fmt.Sprintf("%s:%d", n, c))
+	}
+	sort.Strings(ns)
+	fmt.Printf("ok=%d failed=%d names=%s until=%d\n", ok, failed, strings.Join(ns, ","), untilAt)
+	for _, e := range errs {
+		fmt.Println("error:", e)
+	}
+	return nil
+}
+
+// once1 makes one connection and returns the server's name.
+func once1(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	_, name, _ := strings.Cut(strings.TrimSpace(line), "name=")
+	return name, nil
 }

@@ -81,6 +81,11 @@ func main() {
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
 		{"ha", benchHA},
+		{"dhcp", benchDHCP},
+		{"sdnat4", benchSDNAT4},
+		{"wg", benchWG},
+		{"lb", benchLB},
+		{"recontext", benchRecontext},
 	}
 	failed := false
 	for _, g := range groups {

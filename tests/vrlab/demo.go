@@ -12,6 +12,7 @@ import (
 	"github.com/hypercx/vrouter/pkg/failover"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
 
 // services the demo installs in both router instances, each with its own
@@ -21,6 +22,10 @@ var services = []string{
 	"one-router4",
 	"one-nat4",
 	"one-dns",
+	"one-dhcp4v2",
+	"one-wg",
+	"one-haproxy",
+	"one-sdnat4",
 }
 
 // steps run in order; each feature adds its own (a step_<feature>.go file
@@ -32,6 +37,10 @@ var steps = []func(*world, *report) error{
 	stepRouterNAT,
 	stepFailover,
 	stepDNS,
+	stepDHCP,
+	stepWG,
+	stepLB,
+	stepSDNAT4,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
@@ -47,10 +56,17 @@ type world struct {
 	// instance shares; each router's one_env is its own addresses and the
 	// VIPs (lab.HA.Context) followed by it.
 	shared string
+	// gate is the cloud's OneGate (the simulator, on the internet host):
+	// router i is VM 10+i of its virtual router.
+	gate *sim.Process
 }
 
-// context is router i's one_env.
-func (w *world) context(i int) string { return w.ha.Context(i, w.shared) }
+// context is router i's one_env: what OpenNebula gives the VM (its
+// addresses, the VIPs, its OneGate endpoint, token and VM ID), then the
+// shared part.
+func (w *world) context(i int) string {
+	return w.ha.Context(i, fmt.Sprintf("export ONEGATE_ENDPOINT=%q\nexport TOKENTXT=%q\nexport VMID=\"%d\"\n", w.gate.URL, w.gate.Token, 10+i)+w.shared)
+}
 
 // master waits until exactly one router holds the private VIP and returns it.
 func (w *world) master() (*lab.Router, error) { return w.ha.Master(20 * time.Second) }
@@ -185,6 +201,9 @@ func build(l *lab.Lab) (*world, error) {
 		return nil, err
 	}
 	w := &world{lab: l, ha: h, inet: h.Inet, vm: h.VMs[0], routers: h.Routers, shared: string(shared)}
+	if w.gate, err = sim.Start(l, w.inet, lab.InetAddr+":5030", "demo-onegate-token", ""); err != nil {
+		return nil, err
+	}
 	if _, err := l.Start(w.inet, "inet server", "ready", lab.Bin("nettool"), "serve", "--tcp", ":7000", "--udp", ":7000", "--name", "internet-host"); err != nil {
 		return nil, err
 	}

@@ -70,7 +70,13 @@ type Leases struct {
 	byMAC  map[mac]*lease
 	byIP   map[uint32]*lease
 	cursor uint32 // where the next dynamic search starts (downwards)
+	// warned are the foreign MACs already logged at warning level, so a
+	// client retrying (or a flood of made-up MACs) cannot fill the log.
+	warned map[mac]bool
 }
+
+// maxWarned bounds warned; later foreign MACs are logged at debug level.
+const maxWarned = 1024
 
 // Load reads the lease log of cfg, drops what no longer fits (expired,
 // outside the pool, excluded) with a warning, compacts the log and returns
@@ -78,7 +84,7 @@ type Leases struct {
 func Load(cfg Config, now func() time.Time, log *slog.Logger, syncEvery time.Duration) (*Leases, error) {
 	l := &Leases{
 		cfg: cfg, start: u32(cfg.Start), end: u32(cfg.End), excluded: map[uint32]bool{},
-		now: now, log: log, byMAC: map[mac]*lease{}, byIP: map[uint32]*lease{},
+		now: now, log: log, byMAC: map[mac]*lease{}, byIP: map[uint32]*lease{}, warned: map[mac]bool{},
 	}
 	l.cursor = l.end
 	for _, a := range cfg.Excluded {
@@ -113,16 +119,17 @@ func Load(cfg Config, now func() time.Time, log *slog.Logger, syncEvery time.Dur
 		switch {
 		case x.expired(t):
 			l.remove(x)
-		case !l.usable(ip):
+		case !l.usable(ip) || (x.state != declined && l.foreign(x.mac)):
 			// Bug §14.27 of the original: an old lease outside a new pool,
-			// or newly excluded, aborted startup. Drop it instead.
+			// or newly excluded, aborted startup. Drop it instead, and a
+			// lease given while MAC2IP was off to a MAC without the prefix.
 			dropped = append(dropped, fmt.Sprintf("%s=%s", x.mac, addr(ip)))
 			l.remove(x)
 		}
 	}
 	if len(dropped) > 0 {
 		sort.Strings(dropped)
-		log.Warn("dropped stored leases that are outside the pool or now excluded", "file", cfg.File, "count", len(dropped), "leases", strings.Join(first(dropped, 10), ","))
+		log.Warn("dropped stored leases that are outside the pool, now excluded, or of a MAC without the MAC2IP prefix", "file", cfg.File, "count", len(dropped), "leases", strings.Join(first(dropped, 10), ","))
 	}
 	if l.store, err = openStore(cfg.File, l.liveRecords(), syncEvery); err != nil {
 		return nil, err
@@ -193,6 +200,14 @@ func (l *Leases) freeFor(ip uint32, m mac, now time.Time) bool {
 	return x == nil || x.expired(now) || (x.state != declined && x.mac == m)
 }
 
+// foreign reports whether MAC2IP is on and m lacks its prefix. Such a
+// client is not a NIC the cloud made and gets no lease at all: the guide's
+// "otherwise no IPv4 address will be assigned". With MAC2IP off every
+// client is served from the pool.
+func (l *Leases) foreign(m mac) bool {
+	return l.cfg.MAC2IP && (m[0] != l.cfg.MACPrefix[0] || m[1] != l.cfg.MACPrefix[1])
+}
+
 // candidate is the MAC2IP address of m: its low four bytes, when its first
 // two are the prefix.
 func (l *Leases) candidate(m mac) (uint32, bool) {
@@ -206,9 +221,10 @@ func (l *Leases) candidate(m mac) (uint32, bool) {
 //
 //  1. A MAC with the MAC2IP prefix gets the address in its low four bytes
 //     when that is in the pool, not excluded and not held by another client.
-//  2. Otherwise (a MAC2IP miss, or any other MAC) the client keeps the
-//     address it holds, else gets the one it asks for if free, else a free
-//     one, searched from the top of the pool down: HyperCX hands out
+//  2. Otherwise (a MAC2IP miss, or any MAC when MAC2IP is off; a MAC
+//     without the prefix never gets here while it is on) the client keeps
+//     the address it holds, else gets the one it asks for if free, else a
+//     free one, searched from the top of the pool down: HyperCX hands out
 //     addresses from the bottom of an address range, so dynamic clients stay
 //     out of the way of VMs that will ask for theirs by MAC2IP.
 //
@@ -337,6 +353,10 @@ func (l *Leases) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		l.log.Debug("ignoring a request without an Ethernet client address", "htype", req.HWType, "chaddr", req.ClientHWAddr.String())
 		return nil, true
 	}
+	if l.foreign(m) {
+		l.ignoreForeign(m, req)
+		return nil, true
+	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
 		return l.discover(m, req, resp)
@@ -355,6 +375,25 @@ func (l *Leases) Handler4(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
 		return resp, false
 	}
 	return nil, true
+}
+
+// ignoreForeign logs a request from a MAC without the MAC2IP prefix: at
+// warning level the first time for each MAC (up to maxWarned), at debug
+// level afterwards.
+func (l *Leases) ignoreForeign(m mac, req *dhcpv4.DHCPv4) {
+	l.mu.Lock()
+	first := !l.warned[m] && len(l.warned) < maxWarned
+	if first {
+		l.warned[m] = true
+	}
+	l.mu.Unlock()
+	p := l.cfg.MACPrefix
+	msg := fmt.Sprintf("no lease: the MAC lacks the MAC2IP prefix %02x:%02x (only the cloud's NICs are served while MAC2IP is on)", p[0], p[1])
+	if first {
+		l.log.Warn(msg, "mac", m.String(), "type", req.MessageType().String())
+	} else {
+		l.log.Debug(msg, "mac", m.String(), "type", req.MessageType().String())
+	}
 }
 
 func ipOf(a net.IP) uint32 {

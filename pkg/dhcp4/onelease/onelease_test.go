@@ -196,14 +196,71 @@ func TestMAC2IP(t *testing.T) {
 	if got := s.renew("02:00:0a:00:00:0c", "10.0.0.12"); got != "ACK" {
 		t.Errorf("renewal: %s", got)
 	}
-	// The prefix is configurable; a MAC without it is a dynamic client.
-	if got := s.ip("02:01:0a:00:00:0d"); got != "10.0.0.254" {
-		t.Errorf("foreign MAC got %s, want the top of the pool", got)
-	}
-	// MAC2IP off: the same MAC is an ordinary client.
+	// MAC2IP off: the same MAC is an ordinary client, served from the top
+	// of the pool.
 	s2 := newSrv(t, leaseFile+" 10.0.0.1 10.0.0.254 3600s --authoritative")
 	if got := s2.ip("02:00:0a:00:00:0c"); got != "10.0.0.254" {
 		t.Errorf("without --mac2ip: %s", got)
+	}
+	if got := s2.ip("52:54:00:12:34:56"); got != "10.0.0.253" {
+		t.Errorf("without --mac2ip, any MAC is served: %s", got)
+	}
+}
+
+// A MAC without the MAC2IP prefix gets no lease while MAC2IP is on (the
+// guide: "otherwise no IPv4 address will be assigned"): no OFFER, no ACK,
+// no NAK, nothing stored; it is warned about once, not on every retry.
+func TestMAC2IPForeignMAC(t *testing.T) {
+	s := newSrv(t, pool)
+	foreign := "52:54:00:12:34:56"
+	for i := 0; i < 3; i++ {
+		if r := s.do(discover(foreign)); r != nil {
+			t.Fatalf("DISCOVER from %s answered: %s", foreign, r.Summary())
+		}
+	}
+	for name, req := range map[string]*dhcpv4.DHCPv4{
+		"INIT-REBOOT": request(foreign, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.77")))),
+		"SELECTING": request(foreign, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.77"))),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.1")))),
+		"RENEWING": request(foreign, dhcpv4.WithClientIP(net.ParseIP("10.0.0.77"))),
+		"INFORM":   func() *dhcpv4.DHCPv4 { d, _ := dhcpv4.NewInform(hw(foreign), net.ParseIP("10.0.0.77")); return d }(),
+	} {
+		if r := s.do(req); r != nil {
+			t.Errorf("%s from %s answered: %s", name, foreign, r.Summary())
+		}
+	}
+	// The prefix is configurable: 02:00 is foreign under aa:bb.
+	s2 := newSrv(t, leaseFile+" 10.0.0.1 10.0.0.254 3600s --mac2ip --mac2ip-prefix aa:bb --authoritative")
+	if r := s2.do(discover("02:00:0a:00:00:0c")); r != nil {
+		t.Errorf("02:00 MAC answered under prefix aa:bb: %s", r.Summary())
+	}
+	if got := s2.ip("aa:bb:0a:00:00:0c"); got != "10.0.0.12" {
+		t.Errorf("aa:bb:0a:00:00:0c got %s", got)
+	}
+	if leasesOf(s) != 0 {
+		t.Error("a foreign MAC got a lease")
+	}
+	if n, _ := onelease.CountActive(s.root.Path(leaseFile), s.clk.now()); n != 0 {
+		t.Errorf("%d leases in the file", n)
+	}
+	if c := strings.Count(s.log.String(), "level=WARN msg=\"no lease: the MAC lacks the MAC2IP prefix 02:00"); c != 1 {
+		t.Errorf("warned %d times, want once:\n%s", c, s.log)
+	}
+	// Still serving the cloud's NICs.
+	if got := s.ip("02:00:0a:00:00:0c"); got != "10.0.0.12" {
+		t.Error(got)
+	}
+	// A lease given while MAC2IP was off to a foreign MAC is dropped when
+	// MAC2IP is turned on.
+	s3 := newSrv(t, leaseFile+" 10.0.0.1 10.0.0.254 3600s --authoritative")
+	s3.ip(foreign)
+	s3.ip("02:00:0a:00:00:0c")
+	s3.start(pool)
+	if got := leasesOf(s3); got != 1 {
+		t.Errorf("%d leases after turning MAC2IP on, want 1 (the 02:00 MAC's)", got)
+	}
+	if !strings.Contains(s3.log.String(), "dropped stored leases") || !strings.Contains(s3.log.String(), foreign) {
+		t.Errorf("drop not warned:\n%s", s3.log)
 	}
 }
 
@@ -223,10 +280,12 @@ func TestMAC2IPMiss(t *testing.T) {
 			t.Errorf("%s: miss not logged:\n%s", tt.mac, s.log)
 		}
 	}
-	// The address of a MAC2IP VM held by a dynamic client: the VM gets a
-	// dynamic one; once its own is free, its renewal is NAKed and it gets it.
+	// The address of a MAC2IP VM held by another client (a VM whose own
+	// address is another network's, given the top of the pool): the VM gets
+	// a dynamic one; once its own is free, its renewal is NAKed and it gets it.
 	s = newSrv(t, pool)
-	if got := s.ip("aa:bb:cc:00:00:01"); got != "10.0.0.254" {
+	other := "02:00:c0:a8:00:05" // 192.168.0.5: a miss
+	if got := s.ip(other); got != "10.0.0.254" {
 		t.Fatal(got)
 	}
 	vm := "02:00:0a:00:00:fe" // 10.0.0.254
@@ -234,13 +293,13 @@ func TestMAC2IPMiss(t *testing.T) {
 	if fallback == "10.0.0.254" || fallback == "" {
 		t.Fatalf("VM got %s while its address is leased to another client", fallback)
 	}
-	if !strings.Contains(s.log.String(), "is leased to aa:bb:cc:00:00:01") {
+	if !strings.Contains(s.log.String(), "is leased to "+other) {
 		t.Errorf("miss reason not logged:\n%s", s.log)
 	}
 	if got := s.renew(vm, fallback); got != "ACK" {
 		t.Errorf("renewal of the fallback while the address is taken: %s", got)
 	}
-	rel := request("aa:bb:cc:00:00:01", dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease), dhcpv4.WithClientIP(net.ParseIP("10.0.0.254")))
+	rel := request(other, dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease), dhcpv4.WithClientIP(net.ParseIP("10.0.0.254")))
 	if s.do(rel) != nil {
 		t.Error("RELEASE got an answer")
 	}
@@ -319,15 +378,15 @@ func TestExpiry(t *testing.T) {
 func TestPersistence(t *testing.T) {
 	s := newSrv(t, pool)
 	s.ip("02:00:0a:00:00:0c")
-	dyn := s.ip("aa:00:00:00:00:01")
+	dyn := s.ip("02:00:c0:a8:00:01")
 	file := s.root.Path(leaseFile)
 
 	// Restart: the leases are there without any DISCOVER.
 	s.start(pool)
-	if got := s.renew("aa:00:00:00:00:01", dyn); got != "ACK" {
+	if got := s.renew("02:00:c0:a8:00:01", dyn); got != "ACK" {
 		t.Errorf("renewal after restart: %s", got)
 	}
-	if got := s.ip("aa:00:00:00:00:02"); got == dyn {
+	if got := s.ip("02:00:c0:a8:00:02"); got == dyn {
 		t.Errorf("restart forgot %s is leased", dyn)
 	}
 	if got := leasesOf(s); got != 3 {
@@ -364,7 +423,7 @@ func TestPersistence(t *testing.T) {
 
 	// Expired leases are not loaded.
 	s = newSrv(t, leaseFile+" 10.0.0.2 10.0.0.9 60s --authoritative")
-	s.ip("aa:00:00:00:00:01")
+	s.ip("02:00:c0:a8:00:01")
 	s.clk.add(2 * time.Minute)
 	s.start(s.args)
 	if got := leasesOf(s); got != 0 {
@@ -439,7 +498,7 @@ func TestReleaseAndDecline(t *testing.T) {
 func TestRequests(t *testing.T) {
 	s := newSrv(t, pool)
 	// INIT-REBOOT for an address of another network: NAK, options stripped.
-	nak := s.do(request("aa:00:00:00:00:01", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("192.168.1.20")))))
+	nak := s.do(request("02:00:c0:a8:00:01", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("192.168.1.20")))))
 	if nak == nil || nak.MessageType() != dhcpv4.MessageTypeNak {
 		t.Fatalf("INIT-REBOOT elsewhere: %v", nak)
 	}
@@ -448,7 +507,7 @@ func TestRequests(t *testing.T) {
 	}
 	// INIT-REBOOT of a free address of the pool (the lease file was lost,
 	// or another router held the lease): acknowledged.
-	if r := s.do(request("aa:00:00:00:00:02", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.77"))))); r == nil || r.MessageType() != dhcpv4.MessageTypeAck {
+	if r := s.do(request("02:00:c0:a8:00:02", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.77"))))); r == nil || r.MessageType() != dhcpv4.MessageTypeAck {
 		t.Errorf("INIT-REBOOT of a free address: %v", r)
 	}
 	// A MAC2IP VM asking for another address than its own: NAK.
@@ -457,24 +516,24 @@ func TestRequests(t *testing.T) {
 	}
 	// Not authoritative: silence instead.
 	s2 := newSrv(t, leaseFile+" 10.0.0.1 10.0.0.254 3600s --mac2ip")
-	if r := s2.do(request("aa:00:00:00:00:01", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("192.168.1.20"))))); r != nil {
+	if r := s2.do(request("02:00:c0:a8:00:01", dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("192.168.1.20"))))); r != nil {
 		t.Errorf("non-authoritative server answered %s", r.MessageType())
 	}
 	// Choosing another server's offer releases ours.
 	s3 := newSrv(t, leaseFile+" 10.0.0.2 10.0.0.2 3600s --authoritative")
-	offer := s3.do(discover("aa:00:00:00:00:01"))
-	other := request("aa:00:00:00:00:01", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.99"))),
+	offer := s3.do(discover("02:00:c0:a8:00:01"))
+	other := request("02:00:c0:a8:00:01", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.99"))),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)))
 	if s3.do(other) != nil {
 		t.Error("answered a REQUEST for another server")
 	}
-	if s3.do(discover("aa:00:00:00:00:02")) == nil {
+	if s3.do(discover("02:00:c0:a8:00:02")) == nil {
 		t.Error("the abandoned offer was not released")
 	}
 	// A SELECTING request whose offer is gone: NAK even when not authoritative.
 	s4 := newSrv(t, leaseFile+" 10.0.0.2 10.0.0.2 3600s")
-	s4.ip("aa:00:00:00:00:01")
-	sel := request("aa:00:00:00:00:02", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.1"))),
+	s4.ip("02:00:c0:a8:00:01")
+	sel := request("02:00:c0:a8:00:02", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.1"))),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.2"))))
 	if r := s4.do(sel); r == nil || r.MessageType() != dhcpv4.MessageTypeNak {
 		t.Errorf("SELECTING for a taken address: %v", r)
@@ -483,7 +542,7 @@ func TestRequests(t *testing.T) {
 
 func TestInformAndOptions(t *testing.T) {
 	s := newSrv(t, pool)
-	inf, _ := dhcpv4.NewInform(hw("aa:00:00:00:00:01"), net.ParseIP("10.0.0.40"),
+	inf, _ := dhcpv4.NewInform(hw("02:00:c0:a8:00:01"), net.ParseIP("10.0.0.40"),
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionDomainNameServer, dhcpv4.OptionRouter))
 	ack := s.do(inf)
 	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.IsUnspecified() || ack.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
@@ -494,11 +553,11 @@ func TestInformAndOptions(t *testing.T) {
 	}
 	// The MTU comes from the link (%eth1) when the client asks for it, and
 	// every option when it names none.
-	offer := s.do(discover("aa:00:00:00:00:02", dhcpv4.WithRequestedOptions(dhcpv4.OptionInterfaceMTU)))
+	offer := s.do(discover("02:00:c0:a8:00:02", dhcpv4.WithRequestedOptions(dhcpv4.OptionInterfaceMTU)))
 	if v := offer.Options.Get(dhcpv4.OptionInterfaceMTU); len(v) != 2 || int(v[0])<<8|int(v[1]) != 1450 {
 		t.Errorf("MTU option %v", v)
 	}
-	plain, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw("aa:00:00:00:00:03")), dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover))
+	plain, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw("02:00:c0:a8:00:03")), dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover))
 	offer = s.do(plain)
 	if offer == nil || len(offer.DNS()) != 2 || !offer.Options.Has(dhcpv4.OptionInterfaceMTU) {
 		t.Errorf("a client without a parameter list gets every option: %v", offer)
@@ -517,13 +576,13 @@ func TestMalformedRequests(t *testing.T) {
 		"multicast MAC": discover("03:00:0a:00:00:0c"),
 		"zero MAC":      discover("00:00:00:00:00:00"),
 		"no message type": func() *dhcpv4.DHCPv4 {
-			d := discover("aa:00:00:00:00:01")
+			d := discover("02:00:c0:a8:00:01")
 			d.Options.Del(dhcpv4.OptionDHCPMessageType)
 			return d
 		}(),
-		"REQUEST naming no address": request("aa:00:00:00:00:01"),
-		"unknown message type":      discover("aa:00:00:00:00:01", dhcpv4.WithMessageType(dhcpv4.MessageType(42))),
-		"DECLINE without address":   request("aa:00:00:00:00:01", dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline)),
+		"REQUEST naming no address": request("02:00:c0:a8:00:01"),
+		"unknown message type":      discover("02:00:c0:a8:00:01", dhcpv4.WithMessageType(dhcpv4.MessageType(42))),
+		"DECLINE without address":   request("02:00:c0:a8:00:01", dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline)),
 	} {
 		if r := s.do(req); r != nil {
 			t.Errorf("%s: answered %s", name, r.Summary())

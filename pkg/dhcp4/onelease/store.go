@@ -52,13 +52,44 @@ type record struct {
 	hostname string
 }
 
-func (r record) line() []byte {
-	host := r.hostname
-	if host == "" {
-		host = "-"
+func (r record) line() []byte { return r.appendLine(make([]byte, 0, 96)) }
+
+// appendLine appends the record's line to b. Without fmt: it runs for every
+// lease granted or renewed.
+func (r record) appendLine(b []byte) []byte {
+	start := len(b)
+	b = append(b, r.op...)
+	b = append(b, ' ')
+	b = appendMAC(b, r.mac)
+	b = append(b, ' ')
+	b = r.ip.AppendTo(b)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, r.expiry.Unix(), 10)
+	b = append(b, ' ')
+	if r.hostname == "" {
+		b = append(b, '-')
+	} else {
+		b = append(b, r.hostname...)
 	}
-	body := fmt.Sprintf("%s %s %s %d %s", r.op, r.mac, r.ip, r.expiry.Unix(), host)
-	return []byte(fmt.Sprintf("%s %08x\n", body, crc32.ChecksumIEEE([]byte(body))))
+	sum := crc32.ChecksumIEEE(b[start:])
+	b = append(b, ' ')
+	const hex = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, hex[sum>>uint(shift)&0xf])
+	}
+	return append(b, '\n')
+}
+
+// appendMAC appends m as net.HardwareAddr.String does (lower case, colons).
+func appendMAC(b []byte, m mac) []byte {
+	const hex = "0123456789abcdef"
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return b
 }
 
 // parseRecord parses one line (without its newline).
@@ -143,6 +174,7 @@ type store struct {
 	// lines counts the records in the file since the last compaction.
 	lines int
 	dirty bool
+	buf   []byte // the record being written
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -218,7 +250,8 @@ func (s *store) append(r record) error {
 	if s.f == nil {
 		return errors.New("lease file is closed")
 	}
-	if _, err := s.f.Write(r.line()); err != nil {
+	s.buf = r.appendLine(s.buf[:0])
+	if _, err := s.f.Write(s.buf); err != nil {
 		return fmt.Errorf("writing lease file: %w", err)
 	}
 	s.lines++

@@ -474,12 +474,22 @@ func (s *Server) getVNet(raw string, extended bool) (int, []byte, error) {
 		return http.StatusNotFound, []byte(fmt.Sprintf("Virtual network %d not found", id)), nil
 	}
 	vnet := obj(m["VNET"])
+	if vnet == nil {
+		// A malformed fixture is served as it is: tests use it to see
+		// what a client makes of a garbled document.
+		b, err := json.Marshal(m)
+		return http.StatusOK, b, err
+	}
 	if ok, err := s.visible(vr, vnet, id); err != nil || !ok {
 		return http.StatusBadRequest, []byte(fmt.Sprintf("Virtual Network %d cannot be retrieved from Virtual router %s.", id, text(obj(vr["VROUTER"])["ID"]))), err
 	}
+	vms, err := s.vmFixtures()
+	if err != nil {
+		return 0, nil, err
+	}
 	for _, ar := range normaliseARs(vnet) {
 		for _, l := range array(obj(obj(ar)["LEASES"])["LEASE"]) {
-			if err := s.extend(obj(l), extended); err != nil {
+			if err := s.extend(obj(l), extended, vms); err != nil {
 				return 0, nil, err
 			}
 		}
@@ -488,10 +498,45 @@ func (s *Server) getVNet(raw string, extended bool) (int, []byte, error) {
 	return http.StatusOK, b, err
 }
 
+// vmFixtures lists the VMs that have a document (a file or an override),
+// so that extending a network of thousands of leases does not look for
+// thousands of missing files.
+func (s *Server) vmFixtures() (map[int]bool, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	out := map[int]bool{}
+	for _, e := range ents {
+		if rest, ok := strings.CutPrefix(e.Name(), "vm-"); ok {
+			if id, err := strconv.Atoi(strings.TrimSuffix(rest, ".json")); err == nil && strings.HasSuffix(rest, ".json") {
+				out[id] = true
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, doc := range s.docs {
+		if rest, ok := strings.CutPrefix(name, "vm-"); ok {
+			if id, err := strconv.Atoi(rest); err == nil {
+				out[id] = doc != nil
+			}
+		}
+	}
+	return out, nil
+}
+
 // visible is onegate-server's check_vnet_in_vrouter.
 func (s *Server) visible(vr, vnet map[string]any, id int) (bool, error) {
+	nics := array(obj(obj(vr["VROUTER"])["TEMPLATE"])["NIC"])
+	for _, nic := range nics {
+		// A network of the router's own NICs: no need to read the others.
+		if text(obj(nic)["NETWORK_ID"]) == strconv.Itoa(id) {
+			return true, nil
+		}
+	}
 	valid := map[string]bool{}
-	for _, nic := range array(obj(obj(vr["VROUTER"])["TEMPLATE"])["NIC"]) {
+	for _, nic := range nics {
 		nid := text(obj(nic)["NETWORK_ID"])
 		valid[nid] = true
 		m, err := s.load("vnet-" + nid)
@@ -543,7 +588,7 @@ var extendedKeys = []string{"NIC_NAME", "PARENT", "PARENT_NETWORK_ID", "EXTERNAL
 
 // extend fills (extended) or strips (not extended) a lease's extended data.
 // Leases of VMs without a fixture keep what their vnet fixture says.
-func (s *Server) extend(lease map[string]any, extended bool) error {
+func (s *Server) extend(lease map[string]any, extended bool, vms map[int]bool) error {
 	if lease == nil {
 		return nil
 	}
@@ -559,7 +604,7 @@ func (s *Server) extend(lease map[string]any, extended bool) error {
 		return nil
 	}
 	vmID, err := strconv.Atoi(text(lease["VM"]))
-	if err != nil || vmID < 0 {
+	if err != nil || vmID < 0 || !vms[vmID] {
 		return nil
 	}
 	vm, err := s.vm(vmID)

@@ -379,3 +379,27 @@ func TestFaults(t *testing.T) {
 		t.Errorf("invalid fault accepted: %v %v", err, resp)
 	}
 }
+
+// A VM whose document exists only as an override (SetDocument) still
+// extends its leases; one removed (RemoveDocument) no longer does.
+func TestExtendedLeaseOfOverriddenVM(t *testing.T) {
+	s := sim.New(t.TempDir(), "")
+	s.SetDocument("vrouter", []byte(`{"VROUTER": {"ID": "3", "VMS": {"ID": "10"}, "TEMPLATE": {"NIC": {"NIC_ID": "0", "NETWORK_ID": "0"}}}}`))
+	s.SetDocument("vnet-0", []byte(`{"VNET": {"ID": "0", "AR_POOL": {"AR": {"AR_ID": "0", "LEASES": {"LEASE": {"IP": "203.0.113.77", "MAC": "02:00:cb:00:71:4d", "VM": "77"}}}}}}`))
+	s.SetDocument("vm-77", []byte(`{"VM": {"ID": "77", "TEMPLATE": {"NIC": {"NIC_ID": "0", "NAME": "NIC0", "NETWORK_ID": "1", "MAC": "02:00:0a:00:01:4d"},
+		"NIC_ALIAS": {"NAME": "NIC0_ALIAS1", "PARENT": "NIC0", "PARENT_ID": "0", "EXTERNAL": "YES", "MAC": "02:00:cb:00:71:4d"}}}}`))
+	get := func() string {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/vnet/0?extended=true", nil)
+		req.Header.Set(sim.HeaderVMID, "10")
+		s.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	if out := get(); !strings.Contains(out, `"EXTERNAL":true`) || !strings.Contains(out, `"PARENT_NETWORK_ID":"1"`) {
+		t.Fatalf("override not used: %s", out)
+	}
+	s.RemoveDocument("vm-77")
+	if out := get(); strings.Contains(out, "EXTERNAL") {
+		t.Fatalf("removed VM still extended: %s", out)
+	}
+}

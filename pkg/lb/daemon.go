@@ -1,0 +1,124 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hypercx/vrouter/pkg/cli"
+	"github.com/hypercx/vrouter/pkg/fsroot"
+)
+
+// Hangups returns a channel that receives a value for every SIGHUP (several
+// in a row collapse into one) and a function that stops listening.
+func Hangups() (<-chan struct{}, func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return out, func() { signal.Stop(hup); close(hup) }
+}
+
+// Reloader returns a Loop's Load: it reads the context again the way the
+// verb did and parses it; after sees every context that parsed.
+func Reloader[S any](rt *cli.Runtime, parse func(*cli.Runtime) (S, error), after func(S)) func() (S, error) {
+	return func() (S, error) {
+		var zero S
+		if rt.LoadEnv == nil {
+			return zero, errors.New("no way to read the context again")
+		}
+		env, warnings, err := rt.LoadEnv()
+		if err != nil {
+			return zero, err
+		}
+		for _, w := range warnings {
+			rt.Log.Warn(w)
+		}
+		next := *rt
+		next.Env = env
+		sp, err := parse(&next)
+		if err == nil && after != nil {
+			after(sp)
+		}
+		return sp, err
+	}
+}
+
+// Lock takes the lock file path under root without waiting, so a second
+// daemon of a service fails at once; the returned function releases it.
+func Lock(root fsroot.Root, path, service string) (func(), error) {
+	if err := root.MkdirAll("/run", 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(root.Path(path), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another %s daemon is running (%s is locked)", service, root.Path(path))
+	}
+	return func() { f.Close() }, nil
+}
+
+// Daemon is a service built on the LB model, run in the foreground by Serve.
+type Daemon[S any] struct {
+	// Name is the service ("one-haproxy"); LockFile keeps a second daemon
+	// of it from starting.
+	Name, LockFile string
+	Family         Family
+	// EnabledVar and Idle: the switch, and what is logged when the daemon
+	// starts with it off.
+	EnabledVar, Idle string
+	Parse            func(*cli.Runtime) (S, error)
+	Config           func(S) Config
+	// Warn logs what the user should know about an enabled context.
+	Warn      func(*cli.Runtime, S)
+	Apply     func(ctx context.Context, spec S, res Result) error
+	Client    func(Config) (OneGate, error)
+	OnApplied func(Result, error)
+}
+
+// Serve parses the context (an invalid one is the error, exit 2), takes the
+// lock, and runs the refresh loop until ctx ends; SIGHUP re-reads the
+// context. A disabled service idles, its Apply tearing down, until a
+// context enables it.
+func (d Daemon[S]) Serve(ctx context.Context, rt *cli.Runtime) error {
+	sp, err := d.Parse(rt)
+	if err != nil {
+		return err
+	}
+	unlock, err := Lock(rt.Root, d.LockFile, d.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	reload, stopHangups := Hangups()
+	defer stopHangups()
+	warn := func(sp S) {
+		if d.Warn != nil && d.Config(sp).Enabled {
+			d.Warn(rt, sp)
+		}
+	}
+	loop := &Loop[S]{
+		Family: d.Family, Log: rt.Log, Config: d.Config, Client: d.Client, Apply: d.Apply,
+		Load: Reloader(rt, d.Parse, warn), Reload: reload, OnApplied: d.OnApplied,
+	}
+	if cfg := d.Config(sp); cfg.Enabled {
+		warn(sp)
+		rt.Log.Info("starting", "pid", os.Getpid(), "lbs", Describe(cfg.LBs), "onegate", cfg.OneGate, "refresh", cfg.Refresh)
+	} else {
+		rt.Log.Info(d.Idle, "var", d.EnabledVar)
+	}
+	return loop.Run(ctx, sp)
+}

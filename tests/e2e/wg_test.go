@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hypercx/vrouter/tests/lab"
+	"github.com/hypercx/vrouter/tests/onegatesim/sim"
+)
+
+const wgToken = "wg-e2e-token"
+
+// wgShared: the VPN on both instances of the virtual router (VMs 10 and 11
+// of the OneGate simulator's fixtures), started by one-failover on the
+// master only; the endpoint is the public VIP.
+const wgShared = `export VROUTER_ID="1"
+export VROUTER_KEEPALIVED_ID="10"
+export VROUTER_KEEPALIVED_PASSWORD="e2e"
+export ONEAPP_VNF_ROUTER4_ENABLED="YES"
+export ONEAPP_VNF_WG_ENABLED="YES"
+export ONEAPP_VNF_WG_INTERFACE_OUT="eth0"
+export ONEAPP_VNF_WG_INTERFACE_IN="eth1"
+export ONEAPP_VNF_WG_PEERS="2"
+export ONEGATE_ENDPOINT="http://203.0.113.100:5030"
+export TOKENTXT="` + wgToken + `"
+`
+
+var wgServices = []string{"one-failover", "one-router4", "one-wg"}
+
+// A client on the internet connects with the configuration published to
+// the router VMs' user templates and reaches a VM; when the master is lost,
+// the other instance starts one-wg from the stored configuration (the same
+// keys, nothing published anew) and the same client, untouched, reaches the
+// VM again.
+func TestWGFailover(t *testing.T) {
+	l := needLab(t, "wireguard-go", "wg", "wg-quick", "busybox")
+	h, err := l.HA(2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Start(h.VMs[0], "nettool", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--name", "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	gate, err := sim.Start(l, h.Inet, lab.InetAddr+":5030", wgToken, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := l.Router("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Public.Attach(client, "eth0", "203.0.113.50/24"); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range h.Routers {
+		if err := r.Install(wgServices...); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Recontext(h.Context(i, wgShared+fmt.Sprintf("export VMID=\"%d\"\n", 10+i)), wgServices...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := h.Master(20 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.Other(m)
+	waitWG(t, m, true)
+	waitWG(t, b, false)
+	pub := strings.TrimSpace(lab.MustRun(t, m, "wg", "show", "wg0", "public-key"))
+
+	ut, err := gate.UserTemplate(h.Inet, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := base64.StdEncoding.DecodeString(ut["ONEGATE_VNF_WG_PEER1"])
+	if err != nil || !strings.Contains(string(conf), "Endpoint     = "+lab.PublicVIP+":51820") {
+		t.Fatalf("published peer 1: %v\n%s", err, conf)
+	}
+	if ut11, err := gate.UserTemplate(h.Inet, 11); err != nil || ut11["ONEGATE_VNF_WG_SERVER"] != ut["ONEGATE_VNF_WG_SERVER"] {
+		t.Fatalf("VM 11 does not hold the server configuration: %v", err)
+	}
+	writes, err := gate.Writes(h.Inet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := l.WGClient(client, "wg0", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.Up(); err != nil {
+		t.Fatal(err)
+	}
+	wgReach(t, client, 10*time.Second)
+
+	// The master is lost: the other instance serves with the same keys.
+	if err := m.Lose(); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	waitWG(t, b, true)
+	if got := strings.TrimSpace(lab.MustRun(t, b, "wg", "show", "wg0", "public-key")); got != pub {
+		t.Fatalf("the new master's server key differs")
+	}
+	// The client does nothing: WireGuard makes a new handshake by itself
+	// once its old session goes unanswered.
+	wgReach(t, client, 60*time.Second)
+	t.Logf("the client reached the VM again %s after the master was lost", time.Since(lost).Round(100*time.Millisecond))
+	after, err := gate.Writes(h.Inet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(writes) {
+		t.Errorf("the new master published again (%d writes)", len(after)-len(writes))
+	}
+}
+
+// waitWG waits until r runs one-wg (or, with want false, does not).
+func waitWG(t *testing.T, r *lab.Router, want bool) {
+	t.Helper()
+	err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if st := r.ServiceState("one-wg"); (st == "started") != want {
+			return &stateErr{r.Role + ": one-wg is " + st}
+		}
+		return nil
+	})
+	if err != nil {
+		b, _ := r.ReadFile("/var/log/one-appliance/one-wg.log")
+		t.Fatalf("%v\n%s--- one-wg.log:\n%s", err, failoverLog(r), tail(string(b), 20))
+	}
+}
+
+// wgReach checks that the client reaches the VM through the tunnel (the VM
+// sees peer 1's tunnel address: no NAT).
+func wgReach(t *testing.T, h lab.Host, timeout time.Duration) {
+	t.Helper()
+	var out string
+	err := lab.Eventually(timeout, 200*time.Millisecond, func() error {
+		var err error
+		out, err = lab.Run(context.Background(), h, lab.Bin("nettool"), "probe", "tcp", lab.VMIP(0)+":80", "--timeout", "1s")
+		if err == nil && !strings.Contains(out, "peer=169.254.33.3:") {
+			err = &stateErr{"answer " + out}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the client does not reach the VM through the tunnel: %v", err)
+	}
+}
