@@ -356,3 +356,70 @@ func TestHAUnicastPeers(t *testing.T) {
 	}
 	waitServing(t, b, true)
 }
+
+// A floating-only NIC (FLOATING_ONLY: a VIP and no address of its own,
+// left down by one-context) is brought up by one-failover configure; the
+// master gets its VIP and the default route through its gateway, which
+// answers.
+func TestHAFloatingOnly(t *testing.T) {
+	l := needLab(t)
+	r, err := l.Router("vr1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := l.Host("gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := l.Segment("private")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := l.Segment("public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []func() error{
+		func() error { return priv.Attach(r, "eth0", "10.0.0.2/24") },
+		func() error { return pub.Attach(r, "eth1") },
+		func() error { return pub.Attach(gw, "eth0", "198.51.100.254/24") },
+		func() error { return r.Links(false, "eth1") },
+		func() error { return r.Install("one-failover", "one-router4") },
+	} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := `export VROUTER_KEEPALIVED_ID="20"
+export ETH0_IP="10.0.0.2"
+export ETH0_MASK="255.255.255.0"
+export ETH0_VROUTER_IP="10.0.0.1"
+export ETH1_VROUTER_IP="198.51.100.10"
+export ETH1_MASK="255.255.255.0"
+export ETH1_GATEWAY="198.51.100.254"
+`
+	if out, _ := lab.Run(context.Background(), r, "ip", "-o", "link", "show", "eth1"); strings.Contains(out, ",UP") {
+		t.Fatalf("eth1 is up before configure: %s", out)
+	}
+	if err := r.Recontext(env, "one-failover", "one-router4"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := lab.Run(context.Background(), r, "ip", "-o", "link", "show", "eth1"); !strings.Contains(out, ",UP") {
+		t.Fatalf("eth1 not brought up: %s", out)
+	}
+	if err := lab.Eventually(15*time.Second, 100*time.Millisecond, func() error {
+		if !lab.HasAddr(r, "eth1", "198.51.100.10") {
+			return fmt.Errorf("no VIP on eth1")
+		}
+		out, _ := lab.Run(context.Background(), r, "ip", "-4", "route", "show", "default")
+		if !strings.Contains(out, "via 198.51.100.254 dev eth1") {
+			return fmt.Errorf("default route: %q", out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, failoverLog(r))
+	}
+	if _, err := lab.Run(context.Background(), r, "ping", "-c", "1", "-W", "2", "198.51.100.254"); err != nil {
+		t.Fatalf("the gateway does not answer through the floating-only NIC: %v", err)
+	}
+}
