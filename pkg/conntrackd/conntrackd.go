@@ -39,15 +39,6 @@ const (
 	basePort       = 3780
 )
 
-// LiberalSysctl is set to 1 on a router whose connections are synced. The
-// new master's TCP window tracking knows of a synced connection only what
-// conntrackd sent (its state changes, not every segment), so the first
-// packet from the far side after a failover (a retransmission that
-// acknowledges data the new master never saw) is out of window: invalid,
-// not translated back, delivered to the VIP itself and answered with a
-// reset. Liberal window checks keep the connection.
-const LiberalSysctl = "net.netfilter.nf_conntrack_tcp_be_liberal"
-
 // Spec is the sync configuration of this router instance.
 type Spec struct {
 	Enabled bool

@@ -238,9 +238,6 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 	errs = append(errs, convergeSyncRules(ctx, rt, spec.Conntrackd.Enabled))
 	ctVerb, err := convergeConntrackd(ctx, rt, svcs, spec, ctConf)
 	errs = append(errs, err)
-	if spec.Conntrackd.Enabled {
-		setLiberal(rt)
-	}
 	kVerb, err := keepalived.Converge(ctx, svcs, len(changed) > 0, layoutChanged && len(changed) > 0)
 	errs = append(errs, err)
 	fVerb, err := convergeSelf(ctx, svcs)
@@ -339,22 +336,6 @@ func convergeSyncRules(ctx context.Context, rt *cli.Runtime, enabled bool) error
 		return fmt.Errorf("applying %s (connection tracking for synced connections): %w", ChainSync, err)
 	}
 	return nil
-}
-
-// setLiberal sets conntrackd.LiberalSysctl (after conntrackd started: the
-// key exists once connection tracking is loaded).
-func setLiberal(rt *cli.Runtime) {
-	if rt.Sysctl == nil {
-		return
-	}
-	if v, err := rt.Sysctl.Get(conntrackd.LiberalSysctl); err == nil && v == "1" {
-		return
-	}
-	if err := rt.Sysctl.Set(conntrackd.LiberalSysctl, "1"); err != nil {
-		rt.Log.Warn("synced TCP connections may be reset after a failover: cannot set "+conntrackd.LiberalSysctl, "err", err)
-		return
-	}
-	rt.Log.Info("set", "sysctl", conntrackd.LiberalSysctl, "value", 1)
 }
 
 // convergeSelf starts the one-failover daemon, or makes a running one read
@@ -474,8 +455,7 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 	}
 	if ct != nil {
 		arts = append(arts, cli.Artefact{Target: conntrackd.ConfigFile, Body: ct},
-			cli.Artefact{Target: "iptables:nat", Body: netfilter.Render(syncRuleset())["nat"]},
-			cli.Artefact{Target: "sysctl", Body: []byte(conntrackd.LiberalSysctl + " = 1\n")})
+			cli.Artefact{Target: "iptables:nat", Body: netfilter.Render(syncRuleset())["nat"]})
 	}
 	return arts, nil
 }

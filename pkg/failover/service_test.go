@@ -20,7 +20,6 @@ import (
 	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/openrc"
-	"github.com/hypercx/vrouter/pkg/sysctl"
 )
 
 func TestRender(t *testing.T) {
@@ -200,11 +199,9 @@ func TestConfigureConntrackd(t *testing.T) {
 	if !r.root.Exists(conntrackd.ConfigFile) {
 		t.Fatal("conntrackd.conf not written")
 	}
-	// Synced connections need liberal TCP window checks.
-	// and tracking with the nat table hooked before NAT4 starts: the sync
-	// chain, hooked from PREROUTING and POSTROUTING, removed when sync is
-	// off; someone else's rule survives.
-	sc := sysctl.NewFake(map[string]string{conntrackd.LiberalSysctl: "0"})
+	// Synced connections need tracking with the nat table hooked before
+	// NAT4 starts: the sync chain, hooked from PREROUTING and POSTROUTING,
+	// removed when sync is off; someone else's rule survives.
 	ipt := netfiltertest.New()
 	canary := "-A POSTROUTING -o eth0 -m comment --comment canary -j MASQUERADE"
 	if err := ipt.Run("-t nat " + canary); err != nil {
@@ -212,14 +209,11 @@ func TestConfigureConntrackd(t *testing.T) {
 	}
 	save := func() string { b, _ := ipt.Save(context.Background(), "nat"); return string(b) }
 	rt := r.runtime(on)
-	rt.Sysctl, rt.Netfilter = sc, ipt.Applier()
+	rt.Netfilter = ipt.Applier()
 	for i := 0; i < 2; i++ {
 		if err := r.svc.Configure(context.Background(), rt); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if v, _ := sc.Get(conntrackd.LiberalSysctl); v != "1" {
-		t.Fatalf("%s = %s", conntrackd.LiberalSysctl, v)
 	}
 	nat := save()
 	for _, want := range []string{"-A " + ChainSync + " -m conntrack --ctstate INVALID -j RETURN", "-A PREROUTING -m comment --comment one-failover -j " + ChainSync,
@@ -229,7 +223,7 @@ func TestConfigureConntrackd(t *testing.T) {
 		}
 	}
 	rt = r.runtime(floating)
-	rt.Sysctl, rt.Netfilter = sc, ipt.Applier()
+	rt.Netfilter = ipt.Applier()
 	for i := 0; i < 2; i++ {
 		if err := r.svc.Configure(context.Background(), rt); err != nil {
 			t.Fatal(err)
