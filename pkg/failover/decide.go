@@ -82,6 +82,8 @@ type Event struct {
 	Instances []Instance
 	// Obs (Configured, Reopened, Observed, Polled).
 	Obs Observation
+	// Obs.KeepalivedPID is also set on a Line: the keepalived that wrote
+	// it, or 0 when unknown.
 	// Name is the instance (Line) or the service (Crashed).
 	Name string
 	// State is the instance's state (Line); Unknown for an instance
@@ -126,6 +128,9 @@ type State struct {
 	Serving, Quiesced, Waiting bool
 	// Drift counts consecutive observations contradicting Seen.
 	Drift int
+	// Looked: an observation was folded in before (keepalived's PID is
+	// known, so a new PID means keepalived restarted).
+	Looked bool
 }
 
 // Single reports whether the router runs without VRRP (no instance).
@@ -184,6 +189,10 @@ type Transition struct {
 	Action  Action
 	Service string // for Recover
 	Reason  string
+	// ReleaseVIPs (with Quiesce): keepalived is gone, and a killed
+	// keepalived leaves its VIPs on the NICs, where they would keep
+	// answering for addresses the new master now holds: remove them.
+	ReleaseVIPs bool
 }
 
 // Decide is the failover decision table: the next state and what to do,
@@ -230,6 +239,12 @@ func Decide(prev State, ev Event) Transition {
 		if !s.has(ev.Name) {
 			return Transition{Next: prev, Reason: fmt.Sprintf("ignored: no instance %q in this configuration", ev.Name)}
 		}
+		if pid := ev.Obs.KeepalivedPID; pid != 0 && pid != s.KeepalivedPID {
+			// Written by a keepalived that started since the last look:
+			// what the old one said is void, this line is not.
+			s.Seen = map[string]Role{}
+			s.KeepalivedPID, s.Looked = pid, true
+		}
 		if ev.State == Unknown {
 			delete(s.Seen, ev.Name)
 		} else {
@@ -273,7 +288,7 @@ func (s State) converge(reconfigured bool, reason string) Transition {
 		s.Waiting = false
 		if s.Serving || !s.Quiesced {
 			s.Serving, s.Quiesced = false, true
-			return Transition{Next: s, Action: Quiesce, Reason: reason}
+			return Transition{Next: s, Action: Quiesce, Reason: reason, ReleaseVIPs: s.KeepalivedPID == 0}
 		}
 	}
 	return Transition{Next: s, Reason: reason}
@@ -293,6 +308,13 @@ func (s State) has(name string) bool {
 // keepalived (re)started or after DriftLimit contradicting looks; a look
 // also fills in instances whose state is not known.
 func (s *State) observe(o Observation, learn bool) bool {
+	// A keepalived that started since the last look is never master yet
+	// (every instance starts in BACKUP and waits for the master to go
+	// silent); VIPs on the NICs are the ones a killed keepalived left
+	// behind, which the new one is about to remove. Only its FIFO lines or
+	// a later look can say master.
+	fresh := s.Looked && o.KeepalivedPID != s.KeepalivedPID && o.KeepalivedPID != 0
+	s.Looked = true
 	if o.KeepalivedPID != s.KeepalivedPID {
 		// keepalived started, stopped or restarted: what it said before is void.
 		s.Seen = map[string]Role{}
@@ -312,7 +334,7 @@ func (s *State) observe(o Observation, learn bool) bool {
 		got := o.VIPs[in.Name].role()
 		seen, known := s.Seen[in.Name]
 		switch {
-		case got == Unknown:
+		case got == Unknown, got == Master && fresh:
 		case learn || !known:
 			s.Seen[in.Name] = got
 		case (seen == Master) != (got == Master):

@@ -119,6 +119,26 @@ func TestDecideSequences(t *testing.T) {
 			{observed(obs(11, "ETH0=none", "ETH1=none")), Nothing, Backup}, // the new keepalived removed them
 			{line(`INSTANCE "ETH0" BACKUP 100`), Nothing, Backup},
 		}},
+		{"keepalived killed on the master and respawned before the VIPs it left are gone: not master until it says so", []step{
+			{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(0, "ETH0=all", "ETH1=all")), Quiesce, Fault},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Unknown}, // stale VIPs of the killed one
+			{line(`INSTANCE "ETH0" BACKUP 100`), Nothing, Backup},
+			{observed(obs(11, "ETH0=none", "ETH1=none")), Nothing, Backup},
+		}},
+		{"keepalived respawned and elected quickly: a later look learns master", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{observed(obs(0, "ETH0=none", "ETH1=none")), Nothing, Fault},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Unknown},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Serve, Master},
+		}},
+		{"a MASTER line from a keepalived restarted since the last look counts (a later look does not void it)", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{Event{Kind: Line, Name: "ETH0", State: Master, Obs: obs(11)}, Nothing, Unknown},
+			{Event{Kind: Line, Name: "ETH1", State: Master, Obs: obs(11)}, Wait, Master},
+			{polled(obs(11, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(11, "ETH0=all", "ETH1=all")), Nothing, Master},
+		}},
 		{"keepalived restarted between two looks: its old MASTER states are void", []step{
 			{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
 			{observed(obs(12, "ETH0=none", "ETH1=none")), Quiesce, Backup},
@@ -190,6 +210,17 @@ func TestDecideSequences(t *testing.T) {
 			{line(`INSTANCE "ETH0" MASTER 100`), Wait, Master}, // the VIPs may have gone meanwhile: waits for a poll
 			{polled(obs(10, "ETH1=all")), Serve, Master},
 		}},
+		{"FIFO missing or silent from boot: the looks alone decide", []step{
+			{configured(twoInstances, obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Nothing, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Nothing, Backup},
+			{observed(obs(10, "ETH0=all", "ETH1=all")), Serve, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Nothing, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Nothing, Master},
+			{observed(obs(10, "ETH0=none", "ETH1=none")), Quiesce, Backup},
+			{Event{Kind: Reopened, Obs: obs(10, "ETH0=none", "ETH1=none")}, Nothing, Backup}, // the FIFO appears
+			{line(`INSTANCE "ETH0" MASTER 100`), Nothing, Backup},
+		}},
 		{"keepalived not running at boot: fault until it comes", []step{
 			{configured(twoInstances, obs(0)), Quiesce, Fault},
 			{observed(obs(20, "ETH0=none", "ETH1=none")), Nothing, Backup},
@@ -204,6 +235,33 @@ func TestDecideSequences(t *testing.T) {
 					t.Fatalf("step %d (%s %s %s): action %q role %s, want %q %s (%s; %s)", i, st.ev.Kind, st.ev.Name, st.ev.State, tr.Action, tr.Next.Role(), st.want, st.role, tr.Reason, tr.Next)
 				}
 				s = tr.Next
+			}
+		})
+	}
+}
+
+// The VIPs are released only when keepalived is gone (a killed keepalived
+// leaves them behind), never on a plain backup or fault.
+func TestDecideReleasesVIPs(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []Event
+		want  bool
+	}{
+		{"keepalived killed while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), observed(obs(0, "ETH0=all", "ETH1=all"))}, true},
+		{"keepalived not running at boot", []Event{configured(twoInstances, obs(0))}, true},
+		{"backup line while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), line(`INSTANCE "ETH0" BACKUP 100`)}, false},
+		{"fault line while master", []Event{configured(twoInstances, obs(10, "ETH0=all", "ETH1=all")), line(`INSTANCE "ETH1" FAULT 100`)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s State
+			var tr Transition
+			for _, ev := range tc.steps {
+				tr = Decide(s, ev)
+				s = tr.Next
+			}
+			if tr.Action != Quiesce || tr.ReleaseVIPs != tc.want {
+				t.Fatalf("action %q release %v, want quiesce %v (%s)", tr.Action, tr.ReleaseVIPs, tc.want, tr.Reason)
 			}
 		})
 	}

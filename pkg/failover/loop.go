@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/keepalived"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
 
@@ -33,11 +34,23 @@ type Scripts interface {
 	CanReload(service string) bool
 }
 
+// VIPReleaser removes VIPs from the NICs (netlink on the router).
+type VIPReleaser interface {
+	Release(vips []keepalived.VIP) (removed int, err error)
+}
+
 // Daemon is the one-failover loop.
 type Daemon struct {
 	Services openrc.Services
 	Observer Observer
 	Scripts  Scripts
+	// Exits, when set, returns a channel closed when process pid exits
+	// (nil when it cannot watch it): keepalived's death is then seen at
+	// once instead of at the next tick, so a dead master stops serving
+	// before a fast (VRRPv3) backup takes over.
+	Exits func(pid int) <-chan struct{}
+	// VIPs, when set, removes the VIPs a killed keepalived left behind.
+	VIPs VIPReleaser
 	// FIFO is keepalived's notify FIFO (a path on this machine).
 	FIFO string
 	Log  *slog.Logger
@@ -59,6 +72,10 @@ type Daemon struct {
 	ours    map[string]bool   // enabled services this daemon started successfully
 	retry   map[string]bool   // enabled services whose start failed
 	applied map[string]string // digest of what each running service last applied
+	// stopped are the services this daemon stopped: starting them again
+	// needs no status query first (one rc-service run less per service
+	// between the VIPs arriving and the data plane being up).
+	stopped map[string]bool
 }
 
 func (d *Daemon) defaults() {
@@ -77,7 +94,7 @@ func (d *Daemon) defaults() {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	d.ours, d.retry, d.applied = map[string]bool{}, map[string]bool{}, map[string]string{}
+	d.ours, d.retry, d.applied, d.stopped = map[string]bool{}, map[string]bool{}, map[string]string{}, map[string]bool{}
 }
 
 func instancesOf(spec Spec) []Instance {
@@ -98,9 +115,16 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	f := &fifo{path: d.FIFO, lines: lines}
 	defer f.close()
 	var state State
+	watched, exited := 0, (<-chan struct{})(nil)
 	apply := func(ev Event) {
 		tr := Decide(state, ev)
 		state = tr.Next
+		if d.Exits != nil && state.KeepalivedPID != watched {
+			watched, exited = state.KeepalivedPID, nil
+			if watched != 0 {
+				exited = d.Exits(watched)
+			}
+		}
 		if d.OnTransition != nil {
 			d.OnTransition(ev, tr)
 		}
@@ -168,10 +192,15 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			case !relevant:
 				d.Log.Debug("FIFO line", "line", line)
 			default:
+				ev.Obs = Observation{KeepalivedPID: observe().KeepalivedPID}
 				apply(ev)
 			}
 		case <-pollC:
 			apply(Event{Kind: Polled, Obs: observe()})
+		case <-exited:
+			exited = nil
+			d.Log.Info("keepalived exited", "pid", watched)
+			apply(Event{Kind: Observed, Obs: observe()})
 		case <-tick.C:
 			ensureFIFO()
 			apply(Event{Kind: Observed, Obs: observe()})
@@ -225,6 +254,17 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 	case Serve, Reconcile:
 		ops = d.serve(ctx, spec, tr.Action == Reconcile)
 	case Quiesce:
+		if tr.ReleaseVIPs && d.VIPs != nil {
+			// First: the addresses answer ARP on the network while the
+			// services stop.
+			n, err := d.VIPs.Release(spec.VRRP.VIPs())
+			if err != nil {
+				d.Log.Error("removing the VIPs keepalived left behind", "err", err)
+			}
+			if n > 0 {
+				d.Log.Info("keepalived is gone: removed the VIPs it left behind", "removed", n)
+			}
+		}
 		ops = d.quiesce(ctx, spec)
 	case Recover:
 		ops = d.recover(ctx, tr.Service)
@@ -246,6 +286,29 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 	}
 	d.Log.Info("applied", "action", string(tr.Action), "started", counts["start"]+counts["restart"], "reloaded", counts["reload"],
 		"stopped", counts["stop"], "failed", failed, "took", time.Since(start).Round(time.Millisecond))
+	// What each service applied is noted once every service is up: the
+	// digests run the service binaries, which would compete for the CPU
+	// with the starts between the VIPs arriving and the data plane being
+	// up.
+	parallel(opServices(ops), func(svc string) []op {
+		for _, o := range ops {
+			if o.svc == svc {
+				d.track(ctx, o.svc, o.verb, o.err)
+			}
+		}
+		return nil
+	})
+}
+
+// opServices lists the services of ops, each once.
+func opServices(ops []op) []string {
+	var out []string
+	for _, o := range ops {
+		if !slices.Contains(out, o.svc) {
+			out = append(out, o.svc)
+		}
+	}
+	return out
 }
 
 // parallel runs f for every service at once: services are independent, and
@@ -273,12 +336,15 @@ func (d *Daemon) run(ctx context.Context, svc, verb string) op {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	err := d.Services.Run(ctx, svc, verb)
-	if verb == "start" || verb == "restart" {
-		d.mu.Lock()
+	d.mu.Lock()
+	switch verb {
+	case "start", "restart":
 		d.ours[svc], d.retry[svc] = err == nil, err != nil
-		d.mu.Unlock()
+		d.stopped[svc] = false
+	case "stop":
+		d.stopped[svc] = err == nil
 	}
-	d.track(ctx, svc, verb, err)
+	d.mu.Unlock()
 	return op{svc: svc, verb: verb, err: err}
 }
 
@@ -307,6 +373,12 @@ func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
 		names = append(names, s.Name)
 	}
 	return parallel(names, func(svc string) []op {
+		d.mu.Lock()
+		ours := d.stopped[svc]
+		d.mu.Unlock()
+		if enabled[svc] && ours {
+			return []op{d.run(ctx, svc, "start")}
+		}
 		st := d.status(ctx, svc)
 		switch {
 		case !enabled[svc]:
@@ -339,6 +411,9 @@ func (d *Daemon) quiesce(ctx context.Context, spec Spec) []op {
 	d.mu.Unlock()
 	return parallel(names, func(svc string) []op {
 		if st := d.status(ctx, svc); st == openrc.Stopped || st == openrc.Missing {
+			d.mu.Lock()
+			d.stopped[svc] = true
+			d.mu.Unlock()
 			return nil
 		}
 		return []op{d.run(ctx, svc, "stop")}

@@ -326,3 +326,65 @@ func TestDaemonRetriesFailedStart(t *testing.T) {
 	rc.failStart("one-nat4", nil)
 	waitFor(t, "retried", func() bool { return rc.state("one-nat4") == openrc.Started })
 }
+
+type fakeReleaser struct {
+	mu    sync.Mutex
+	calls [][]keepalived.VIP
+}
+
+func (f *fakeReleaser) Release(v []keepalived.VIP) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, v)
+	return len(v), nil
+}
+
+func (f *fakeReleaser) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// keepalived's exit is seen at once (no tick for a minute): the services
+// stop and the VIPs it left behind are removed.
+func TestDaemonKeepalivedExitSeenAtOnce(t *testing.T) {
+	rc := newFakeRC("one-router4", "one-nat4")
+	o := &fakeObserver{o: obs(10, "ETH0=all", "ETH1=all")}
+	rel := &fakeReleaser{}
+	var mu sync.Mutex
+	watches := map[int]chan struct{}{}
+	d := &Daemon{
+		Services: rc, Observer: o, FIFO: filepath.Join(t.TempDir(), "fifo"), Log: slog.New(slog.DiscardHandler),
+		Tick: time.Minute, Settle: time.Millisecond, Poll: time.Millisecond, VIPs: rel,
+		Exits: func(pid int) <-chan struct{} {
+			mu.Lock()
+			defer mu.Unlock()
+			c := make(chan struct{})
+			watches[pid] = c
+			return c
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, mustSpec(t, haEnv)) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "serving", func() bool { return rc.state("one-nat4") == openrc.Started })
+	if rel.count() != 0 {
+		t.Fatal("VIPs released while keepalived runs")
+	}
+	mu.Lock()
+	c := watches[10]
+	mu.Unlock()
+	if c == nil {
+		t.Fatal("keepalived's pid is not watched")
+	}
+	o.set(obs(0, "ETH0=all", "ETH1=all"))
+	close(c)
+	waitFor(t, "quiesced", func() bool {
+		return rc.state("one-nat4") == openrc.Stopped && rc.state("one-router4") == openrc.Stopped
+	})
+	waitFor(t, "VIPs released", func() bool { return rel.count() == 1 })
+	if got := len(rel.calls[0]); got != 2 {
+		t.Fatalf("released %d VIPs, want the 2 of the context", got)
+	}
+}

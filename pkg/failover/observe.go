@@ -1,13 +1,17 @@
 package failover
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/keepalived"
@@ -109,4 +113,47 @@ func keepalivedPID(root fsroot.Root) int {
 		}
 	}
 	return pid
+}
+
+// Release removes the VIPs that are on their NICs and reports how many it
+// removed; a VIP or a NIC that is not there is no error.
+func (Netlink) Release(vips []keepalived.VIP) (int, error) {
+	var errs []error
+	n := 0
+	for _, v := range vips {
+		link, err := netlink.LinkByName(v.Dev)
+		if err != nil {
+			continue
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: v.Prefix.Addr().AsSlice(), Mask: net.CIDRMask(v.Prefix.Bits(), 32)}}
+		switch err := netlink.AddrDel(link, addr); {
+		case err == nil:
+			n++
+		case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ESRCH):
+		default:
+			errs = append(errs, fmt.Errorf("removing %s from %s: %w", v.Prefix, v.Dev, err))
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Exits returns a channel closed when process pid exits, watched through a
+// pidfd (nil when the kernel cannot give one).
+func Exits(pid int) <-chan struct{} {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	return c
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -17,6 +18,9 @@ import (
 	"github.com/hypercx/vrouter/pkg/conntrackd"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/keepalived"
+	"github.com/hypercx/vrouter/pkg/netfilter"
+	"github.com/hypercx/vrouter/pkg/onecontext"
+	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
 
@@ -49,9 +53,78 @@ type Service struct {
 	Checker  keepalived.Checker
 	Links    Links
 	Observer func(fsroot.Root) Observer
+	Exits    func(pid int) <-chan struct{}
+	VIPs     VIPReleaser
+	// ServiceID asks OneGate for this VM's OneFlow service (nil: the real
+	// OneGate, when the context has ONEGATE_ENDPOINT).
+	ServiceID func(ctx context.Context, env onecontext.Env, root fsroot.Root) (int, error)
 	// Desired tells which running services a reconcile must re-apply (nil:
 	// ask the service binaries under the root, Binaries).
 	Desired func(rt *cli.Runtime) Desired
+}
+
+// serviceIDTimeout bounds the OneGate lookup: a cloud without a reachable
+// OneGate must not hold a recontextualization up.
+const serviceIDTimeout = 3 * time.Second
+
+// oneGateServiceID is the real ServiceID: GET /service, one attempt.
+func oneGateServiceID(ctx context.Context, env onecontext.Env, root fsroot.Root) (int, error) {
+	cfg, err := onegate.ConfigFromContext(env, root)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Attempts, cfg.Timeout = 1, serviceIDTimeout
+	c, err := onegate.New(cfg, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	svc, err := c.Service(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return svc.ID, nil
+}
+
+// context is the context with SERVICE_ID from OneGate when the VRID would
+// come from it and the context lacks it (user guide: the router "tries to
+// detect if SERVICE_ID is defined (or queries OneGate for that id)"). When
+// OneGate cannot say (no endpoint, no service: a plain virtual router) the
+// VRID falls back to VMID as before.
+func (s Service) context(ctx context.Context, rt *cli.Runtime, env onecontext.Env) onecontext.Env {
+	if !keepalived.NeedsServiceID(env) {
+		return env
+	}
+	lookup := s.ServiceID
+	if lookup == nil {
+		if env.Get(onegate.VarEndpoint) == "" {
+			return env
+		}
+		lookup = oneGateServiceID
+	}
+	ctx, cancel := context.WithTimeout(ctx, serviceIDTimeout)
+	defer cancel()
+	id, err := lookup(ctx, env, rt.Root)
+	if err != nil {
+		rt.Log.Warn("no SERVICE_ID from OneGate; the VRID comes from VMID", "err", err)
+		return env
+	}
+	rt.Log.Info("SERVICE_ID from OneGate", "service_id", id)
+	return env.With(fmt.Sprintf("%s=%d", keepalived.VarServiceID, id))
+}
+
+func (s Service) exits() func(int) <-chan struct{} {
+	if s.Exits != nil {
+		return s.Exits
+	}
+	return Exits
+}
+
+func (s Service) releaser() VIPReleaser {
+	if s.VIPs != nil {
+		return s.VIPs
+	}
+	return Netlink{}
 }
 
 func (s Service) desired(rt *cli.Runtime) Desired {
@@ -79,7 +152,7 @@ func (s Service) observer(rt *cli.Runtime) Observer {
 func (Service) Info() cli.Info {
 	vars := []cli.Var{
 		{Name: keepalived.VarInterfaces, Default: "all NICs", Help: "NICs keepalived manages (management NICs never)"},
-		{Name: keepalived.VarVRID, Default: keepalived.VarLegacyVRID, Help: "virtual_router_id 1-255; else SERVICE_ID % 255 + 1, else VMID % 255 + 1"},
+		{Name: keepalived.VarVRID, Default: keepalived.VarLegacyVRID, Help: "virtual_router_id 1-255; else SERVICE_ID % 255 + 1 (SERVICE_ID asked of OneGate when the context lacks it), else VMID % 255 + 1"},
 		{Name: keepalived.VarPriority, Default: "100", Help: "VRRP priority 1-254"},
 		{Name: keepalived.VarInterval, Default: "1", Help: "advertisement interval in seconds; a fraction (e.g. 0.1) uses VRRPv3"},
 		{Name: keepalived.VarPassword, Default: keepalived.VarLegacyPassword, Help: "PASS authentication, at most 8 characters (VRRPv2 only)"},
@@ -133,7 +206,7 @@ func files(spec Spec) (map[string][]byte, []byte) {
 // with it. Invalid context changes nothing (exit 2); a configuration
 // keepalived rejects changes nothing either.
 func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return err
 	}
@@ -162,6 +235,7 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 			rt.Log.Warn("floating-only NIC not brought up", "nic", nic, "err", err)
 		}
 	}
+	errs = append(errs, convergeSyncRules(ctx, rt, spec.Conntrackd.Enabled))
 	ctVerb, err := convergeConntrackd(ctx, rt, svcs, spec, ctConf)
 	errs = append(errs, err)
 	kVerb, err := keepalived.Converge(ctx, svcs, len(changed) > 0, layoutChanged && len(changed) > 0)
@@ -218,6 +292,52 @@ func convergeConntrackd(ctx context.Context, rt *cli.Runtime, svcs openrc.Servic
 	return verb, nil
 }
 
+// ChainSync is one-failover's chain in the nat table on a router whose
+// connections are synced.
+const ChainSync = "FAILOVER-SYNC"
+
+// syncRuleset is what connection sync needs of netfilter on every router,
+// the backup included. The kernel tracks connections in a network
+// namespace only while some rule needs tracking, and translates the
+// replies of NAT'd ones only where the nat table is hooked. On a backup
+// that never served, neither holds until NAT4 starts on it, so a packet
+// of a synced connection reaching the new master before NAT4 is applied
+// (the far side's retransmission, typically) is not translated back: it
+// reaches the VIP itself and is answered with a reset, killing the
+// connection the sync was to keep. A chain of its own, hooked from nat
+// PREROUTING and POSTROUTING, whose one rule matches on conntrack state
+// and changes nothing, keeps both in place.
+func syncRuleset() netfilter.Ruleset {
+	return netfilter.Ruleset{
+		Owner: Name,
+		Tables: []netfilter.Table{{Name: "nat", Chains: []netfilter.Chain{
+			{Name: ChainSync, Rules: []string{"-m conntrack --ctstate INVALID -j RETURN"}},
+		}}},
+		Jumps: []netfilter.Jump{
+			{Table: "nat", From: "PREROUTING", To: ChainSync},
+			{Table: "nat", From: "POSTROUTING", To: ChainSync},
+		},
+	}
+}
+
+// convergeSyncRules applies syncRuleset when connections are synced and
+// removes it when not.
+func convergeSyncRules(ctx context.Context, rt *cli.Runtime, enabled bool) error {
+	if rt.Netfilter == nil {
+		return nil
+	}
+	if !enabled {
+		if err := rt.Netfilter.Teardown(ctx, syncRuleset()); err != nil {
+			return fmt.Errorf("removing %s: %w", ChainSync, err)
+		}
+		return nil
+	}
+	if _, err := rt.Netfilter.Apply(ctx, syncRuleset()); err != nil {
+		return fmt.Errorf("applying %s (connection tracking for synced connections): %w", ChainSync, err)
+	}
+	return nil
+}
+
 // convergeSelf starts the one-failover daemon, or makes a running one read
 // the new context (SIGHUP: no restart, no transition).
 func convergeSelf(ctx context.Context, svcs openrc.Services) (string, error) {
@@ -247,7 +367,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return err
 	}
@@ -267,6 +387,8 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		Services: s.services(rt),
 		Observer: s.observer(rt),
 		Scripts:  InitScripts{Root: rt.Root},
+		Exits:    s.exits(),
+		VIPs:     s.releaser(),
 		FIFO:     rt.Root.Path(keepalived.FIFO),
 		Log:      rt.Log,
 		Reload:   reload,
@@ -281,7 +403,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 			}
 			var next Spec
 			if err == nil {
-				next, err = FromContext(env)
+				next, err = FromContext(s.context(ctx, rt, env))
 			}
 			// status shows a context the daemon could not take.
 			rt.RecordError("reload", err)
@@ -317,8 +439,8 @@ func (Service) Stop(ctx context.Context, rt *cli.Runtime) error {
 }
 
 // Render prints keepalived's files (and conntrackd's when enabled).
-func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, error) {
-	spec, err := FromContext(rt.Env)
+func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, error) {
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +454,8 @@ func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, err
 		{Target: keepalived.VRRPFile, Body: kfiles[keepalived.VRRPFile]},
 	}
 	if ct != nil {
-		arts = append(arts, cli.Artefact{Target: conntrackd.ConfigFile, Body: ct})
+		arts = append(arts, cli.Artefact{Target: conntrackd.ConfigFile, Body: ct},
+			cli.Artefact{Target: "iptables:nat", Body: netfilter.Render(syncRuleset())["nat"]})
 	}
 	return arts, nil
 }
@@ -340,7 +463,7 @@ func (Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, err
 // Status compares the files, the daemons and the services with the
 // context and the router's role.
 func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error) {
-	spec, err := FromContext(rt.Env)
+	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return cli.Report{}, err
 	}

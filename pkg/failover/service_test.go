@@ -17,6 +17,7 @@ import (
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/golden"
 	"github.com/hypercx/vrouter/pkg/keepalived"
+	"github.com/hypercx/vrouter/pkg/netfilter/netfiltertest"
 	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/openrc"
 )
@@ -198,6 +199,39 @@ func TestConfigureConntrackd(t *testing.T) {
 	if !r.root.Exists(conntrackd.ConfigFile) {
 		t.Fatal("conntrackd.conf not written")
 	}
+	// Synced connections need tracking with the nat table hooked before
+	// NAT4 starts: the sync chain, hooked from PREROUTING and POSTROUTING,
+	// removed when sync is off; someone else's rule survives.
+	ipt := netfiltertest.New()
+	canary := "-A POSTROUTING -o eth0 -m comment --comment canary -j MASQUERADE"
+	if err := ipt.Run("-t nat " + canary); err != nil {
+		t.Fatal(err)
+	}
+	save := func() string { b, _ := ipt.Save(context.Background(), "nat"); return string(b) }
+	rt := r.runtime(on)
+	rt.Netfilter = ipt.Applier()
+	for i := 0; i < 2; i++ {
+		if err := r.svc.Configure(context.Background(), rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nat := save()
+	for _, want := range []string{"-A " + ChainSync + " -m conntrack --ctstate INVALID -j RETURN", "-A PREROUTING -m comment --comment one-failover -j " + ChainSync,
+		"-A POSTROUTING -m comment --comment one-failover -j " + ChainSync, canary} {
+		if strings.Count(nat, want) != 1 {
+			t.Fatalf("nat table lacks %q once:\n%s", want, nat)
+		}
+	}
+	rt = r.runtime(floating)
+	rt.Netfilter = ipt.Applier()
+	for i := 0; i < 2; i++ {
+		if err := r.svc.Configure(context.Background(), rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nat := save(); strings.Contains(nat, ChainSync) || !strings.Contains(nat, canary) {
+		t.Fatalf("sync off:\n%s", nat)
+	}
 	r2 := newRig(t, "keepalived", "one-failover")
 	if err := r2.configure(t, on); err == nil || !strings.Contains(err.Error(), "conntrackd") {
 		t.Fatalf("enabled without a conntrackd script: %v", err)
@@ -251,5 +285,47 @@ func TestInitScriptsCanReload(t *testing.T) {
 	s := InitScripts{Root: root}
 	if !s.CanReload("a") || !s.CanReload("b") || s.CanReload("c") || s.CanReload("missing") {
 		t.Fatal("CanReload")
+	}
+}
+
+// Without a VRID variable or SERVICE_ID, the VRID comes from the OneGate
+// service (user guide); when OneGate cannot say, from VMID as before; a
+// router without VIPs, or with a VRID, asks nothing.
+func TestVRIDFromOneGateService(t *testing.T) {
+	const env = "VMID=17 ETH0_IP=10.0.0.2 ETH0_VROUTER_IP=10.0.0.1"
+	for _, tc := range []struct {
+		name, env string
+		id        int
+		err       error
+		want      string
+		asked     bool
+	}{
+		{"service 300", env, 300, nil, "virtual_router_id 46", true},
+		{"not in a service", env, 0, errors.New("404"), "virtual_router_id 18", true},
+		{"a VRID is set", env + " VROUTER_KEEPALIVED_ID=9", 300, nil, "virtual_router_id 9", false},
+		{"SERVICE_ID is set", env + " SERVICE_ID=4", 300, nil, "virtual_router_id 5", false},
+		{"no VIP", "VMID=17 ETH0_IP=10.0.0.2", 300, nil, "No VRRP instance", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked := false
+			svc := Service{ServiceID: func(context.Context, onecontext.Env, fsroot.Root) (int, error) {
+				asked = true
+				return tc.id, tc.err
+			}}
+			r := newRig(t)
+			arts, err := svc.Render(context.Background(), r.runtime(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vrrp string
+			for _, a := range arts {
+				if a.Target == keepalived.VRRPFile {
+					vrrp = string(a.Body)
+				}
+			}
+			if !strings.Contains(vrrp, tc.want) || asked != tc.asked {
+				t.Fatalf("asked %v, want %v; want %q in:\n%s", asked, tc.asked, tc.want, vrrp)
+			}
+		})
 	}
 }

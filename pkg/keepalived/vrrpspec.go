@@ -221,6 +221,26 @@ func (c *Config) group(nics []nicModel, noPreempt bool, preemptDelay time.Durati
 	}
 }
 
+// NeedsServiceID reports whether the VRID would come from SERVICE_ID if the
+// context had one: no VRID variable, no SERVICE_ID, and some NIC with a
+// floating IP (a router without VIPs runs no VRRP). The user guide has the
+// router ask OneGate for its service then.
+func NeedsServiceID(env onecontext.Env) bool {
+	if env.Has(VarVRID) || env.Has(VarLegacyVRID) || env.Has(VarServiceID) {
+		return false
+	}
+	top, err := env.Topology()
+	if err != nil {
+		return false
+	}
+	for _, n := range top.NICs {
+		if len(n.VIPs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // defaultVRID is ONEAPP_VNF_KEEPALIVED_VRID, else VROUTER_KEEPALIVED_ID,
 // else SERVICE_ID % 255 + 1, else VMID % 255 + 1, else 1: never 0.
 func defaultVRID(env onecontext.Env) (int, string, error) {

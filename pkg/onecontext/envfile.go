@@ -55,6 +55,13 @@ func ParseEnvFile(data []byte) (vars map[string]string, skipped []string) {
 			continue
 		}
 		if name != "" {
+			// A comment or blank line after a record whose value is
+			// already closed ends it: a quote in a comment must not
+			// become part of the value before it.
+			if t := strings.TrimSpace(l); (t == "" || t[0] == '#') && closed(rec) {
+				flush()
+				continue
+			}
 			rec = append(rec, l)
 		}
 	}
@@ -81,6 +88,22 @@ func assignment(l string) (name, rest string, ok bool) {
 		}
 	}
 	return l[:eq], l[eq+1:], true
+}
+
+// closed reports whether the record so far holds a whole value: unquoted,
+// or ending with the quote that closes its opening one.
+func closed(rec []string) bool {
+	s := strings.TrimRight(strings.Join(rec, "\n"), " \t")
+	if s == "" {
+		return true
+	}
+	switch s[0] {
+	case '"':
+		return len(s) >= 2 && lastUnescapedQuote(s) == len(s)-1
+	case '\'':
+		return len(s) >= 2 && s[len(s)-1] == '\''
+	}
+	return true
 }
 
 // decodeRecord decodes the text after `NAME=`.

@@ -34,6 +34,8 @@ func TestParseEnvFile(t *testing.T) {
 		{"garbage before first record ignored", "#!/bin/sh\n\nsomething\nexport A=\"1\"", map[string]string{"A": "1"}, nil},
 		{"CRLF line ends", "export A=\"1\"\r\nexport B=\"2\"\r\n", map[string]string{"A": "1", "B": "2"}, nil},
 		{"later definition wins", "export A=\"1\"\nexport A=\"2\"", map[string]string{"A": "2"}, nil},
+		{"comment lines with quotes end the record before them", "# a \"quoted\" comment\nexport A=\"1\"\n# another \"x\nexport B=\"2\"\n\n# \"\n", map[string]string{"A": "1", "B": "2"}, nil},
+		{"a comment inside an open value is data", "export A=\"x\n# y\nz\"", map[string]string{"A": "x\n# y\nz"}, nil},
 		{"semicolons are data", `export ONEAPP_VNF_NAT4_INTERFACES_OUT="eth0;touch /tmp/x"`, map[string]string{"ONEAPP_VNF_NAT4_INTERFACES_OUT": "eth0;touch /tmp/x"}, nil},
 	}
 	for _, tt := range tests {

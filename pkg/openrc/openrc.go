@@ -60,9 +60,22 @@ func (r RC) cmd() string {
 func (r RC) Installed(name string) bool { return r.Root.Exists("/etc/init.d/" + name) }
 
 // Run runs rc-service; a failure carries the command's output.
+//
+// "restart" is `rc-service X stop` then `rc-service X start`, never
+// `rc-service X restart`: OpenRC's restart notes every service of the
+// machine that is started when it begins and starts again each of them
+// that is stopped when it ends, so a service another process stopped
+// meanwhile (one-failover quiescing a router while keepalived restarts)
+// would come back behind that process's back.
 func (r RC) Run(ctx context.Context, name, verb string, flags ...string) error {
 	if strings.ContainsAny(name, "/ \t\n") || name == "" {
 		return fmt.Errorf("invalid service name %q", name)
+	}
+	if verb == "restart" {
+		if err := r.Run(ctx, name, "stop", flags...); err != nil {
+			return err
+		}
+		return r.Run(ctx, name, "start", flags...)
 	}
 	args := append(append([]string{}, flags...), name, verb)
 	var out bytes.Buffer
@@ -92,7 +105,9 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 	return Unknown, nil
 }
 
-// ParseStatus reads the state from rc-service status output.
+// ParseStatus reads the state from rc-service status output. A script's
+// own status() may say why after the state ("crashed (unbound is not
+// running)"): the first word is the state.
 func ParseStatus(out string) State {
 	for _, l := range strings.Split(out, "\n") {
 		if _, v, ok := strings.Cut(l, "status:"); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,11 @@ func (w WireGuardGo) Start(ctx context.Context, dev string) (int, error) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		// Ready when the socket accepts a connection: wireguard-go binds
+		// (the file appears) before it listens, and a wgctrl call in
+		// between is refused.
+		if c, err := net.DialTimeout("unix", sock, 100*time.Millisecond); err == nil {
+			c.Close()
 			return cmd.Process.Pid, nil
 		}
 		select {

@@ -144,30 +144,10 @@ func (a *appliance) serving(t *testing.T) (m, b *lab.Router) {
 	return m, b
 }
 
-const failoverLogFile = "/var/log/one-appliance/one-failover.log"
-
-var logTime = regexp.MustCompile(`^time=(\S+) `)
-
 // failoverLines returns r's one-failover log lines containing every word,
 // written after since.
 func failoverLines(r *lab.Router, since time.Time, words ...string) []string {
-	return logLines(r, failoverLogFile, since, words...)
-}
-
-// logLines returns the lines of r's log file path (slog's text format)
-// containing every word, written after since.
-func logLines(r *lab.Router, path string, since time.Time, words ...string) []string {
-	var out []string
-	for _, l := range r.LogLines(path, words...) {
-		m := logTime.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		if ts, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && !ts.Before(since) {
-			out = append(out, l)
-		}
-	}
-	return out
+	return r.FailoverLines(since, words...)
 }
 
 // reconciled waits until the master's one-failover carried out the

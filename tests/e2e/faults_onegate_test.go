@@ -235,10 +235,10 @@ func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, 
 		// HAProxy's refresh said so.
 		const sdnatLog, haproxyLog = "/var/log/one-appliance/one-sdnat4.log", "/var/log/one-appliance/one-haproxy.log"
 		if err := lab.Eventually(40*time.Second, 200*time.Millisecond, func() error {
-			if n := len(logLines(m, sdnatLog, since, "OneGate failed")); n < 2 {
+			if n := len(m.LogLinesSince(sdnatLog, since, "OneGate failed")); n < 2 {
 				return fmt.Errorf("%d failed SDNAT4 polls", n)
 			}
-			if len(logLines(m, haproxyLog, since, "OneGate did not answer")) == 0 {
+			if len(m.LogLinesSince(haproxyLog, since, "OneGate did not answer")) == 0 {
 				return fmt.Errorf("no failed HAProxy refresh")
 			}
 			return nil

@@ -25,6 +25,13 @@ export ONEAPP_VNF_NAT4_PORT_FWD0="<ETH0_VIP0>:8080:10.0.0.12:80"
 // their own install verbs and boots them with the shared context extra.
 func bootHA(t *testing.T, extra string) *lab.HA {
 	t.Helper()
+	return bootHAWith(t, extra, haServices, nil)
+}
+
+// bootHAWith is bootHA with its own services, and before (when set) run
+// once the lab exists and before the routers boot.
+func bootHAWith(t *testing.T, extra string, services []string, before func(*lab.HA)) *lab.HA {
+	t.Helper()
 	l := needLab(t)
 	h, err := l.HA(2, 1)
 	if err != nil {
@@ -41,11 +48,14 @@ func bootHA(t *testing.T, extra string) *lab.HA {
 			t.Fatal(err)
 		}
 	}
+	if before != nil {
+		before(h)
+	}
 	for i, r := range h.Routers {
-		if err := r.Install(haServices...); err != nil {
+		if err := r.Install(services...); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Recontext(h.Context(i, extra), haServices...); err != nil {
+		if err := r.Recontext(h.Context(i, extra), services...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,10 +64,10 @@ func bootHA(t *testing.T, extra string) *lab.HA {
 
 // waitServing waits until r runs (or, with want false, does not run) the
 // data-plane services of the test.
-func waitServing(t *testing.T, r *lab.Router, want bool) {
+func waitServing(t *testing.T, r *lab.Router, want bool, also ...string) {
 	t.Helper()
 	err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		for _, s := range []string{"one-router4", "one-nat4"} {
+		for _, s := range append([]string{"one-router4", "one-nat4"}, also...) {
 			if st := r.ServiceState(s); (st == "started") != want {
 				return &stateErr{r.Role + ": " + s + " is " + st}
 			}

@@ -241,3 +241,54 @@ func tailLines(s string, n int) string {
 // /var): its overlay's upper layer, as seen from the machine. A file the
 // instance deleted shows there as a whiteout (a character device).
 func (r *Router) Upper(p string) string { return filepath.Join(r.dir, "upper", p) }
+
+// FailoverLogFile is one-failover's log in a router instance.
+const FailoverLogFile = "/var/log/one-appliance/one-failover.log"
+
+var logTime = regexp.MustCompile(`^time=(\S+) `)
+
+// FailoverLines returns the instance's one-failover log lines containing
+// every one of words, written at or after since.
+func (r *Router) FailoverLines(since time.Time, words ...string) []string {
+	return r.LogLinesSince(FailoverLogFile, since, words...)
+}
+
+// LogLinesSince returns the lines of one of the instance's log files
+// (slog's text format) containing every one of words, written at or after
+// since.
+func (r *Router) LogLinesSince(path string, since time.Time, words ...string) []string {
+	var out []string
+	for _, l := range r.LogLines(path, words...) {
+		m := logTime.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && !ts.Before(since) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// DaemonRSS returns the resident size in kB of every long-running one-*
+// process of the instance (the binaries of /usr/sbin, not their init
+// scripts), by name.
+func (r *Router) DaemonRSS() map[string]int {
+	out := map[string]int{}
+	for _, name := range []string{"one-failover", "one-sdnat4", "one-lvs", "one-haproxy", "one-dns", "one-dhcp4v2", "one-wg", "one-router4", "one-nat4"} {
+		for _, pid := range r.daemonPIDs(name) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+					if kb, err := strconv.Atoi(f[1]); err == nil {
+						out[name] += kb
+					}
+				}
+			}
+		}
+	}
+	return out
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,11 @@ func (h *HA) Other(r *Router) *Router {
 // PIDs lists the processes of the instance (its mount namespace) whose
 // command name is comm.
 func (r *Router) PIDs(comm string) []int {
+	// The kernel keeps 15 characters of a command name
+	// ("supervise-daemo").
+	if len(comm) > 15 {
+		comm = comm[:15]
+	}
 	target, err := os.Stat(fmt.Sprintf("/proc/%d/ns/mnt", r.pid))
 	if err != nil {
 		return nil
@@ -197,6 +203,19 @@ func (r *Router) PIDs(comm string) []int {
 		}
 		if c, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(c)) == comm {
 			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// PIDsWith lists the processes of the instance called comm whose command
+// line holds arg (a supervise-daemon by the service it supervises).
+func (r *Router) PIDsWith(comm, arg string) []int {
+	var out []int
+	for _, p := range r.PIDs(comm) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if err == nil && slices.Contains(strings.Split(string(b), "\x00"), arg) {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -244,8 +263,8 @@ func (r *Router) Return() error { return r.Links(true, "eth0", "eth1") }
 // ServiceState is `rc-service <svc> status` inside the instance ("started",
 // "stopped", "crashed", ...).
 func (r *Router) ServiceState(svc string) string {
-	// A script's own status() reports with eerror, on stderr, and may say
-	// why ("crashed (wireguard-go is not running)").
+	// Every state but started and stopped comes on stderr, with a non-zero
+	// exit status.
 	b, _ := r.Command(context.Background(), "rc-service", svc, "status").CombinedOutput()
 	out := string(b)
 	for _, l := range strings.Split(out, "\n") {

@@ -80,6 +80,7 @@ func main() {
 		{"nat4", benchNAT4},
 		{"onegate", benchOneGate},
 		{"dns", benchDNS},
+		{"ha", benchHA},
 		{"dhcp", benchDHCP},
 		{"sdnat4", benchSDNAT4},
 		{"wg", benchWG},

@@ -35,12 +35,14 @@ var services = []string{
 var steps = []func(*world, *report) error{
 	stepBoot,
 	stepRouterNAT,
+	stepRecontext,
 	stepFailover,
 	stepDNS,
 	stepDHCP,
 	stepWG,
 	stepLB,
 	stepSDNAT4,
+	stepMemory,
 }
 
 // world is the demo network: the HA lab (two router instances vr1 and vr2
@@ -94,7 +96,9 @@ func (w *world) enabled() ([]string, error) {
 type check struct {
 	feature, what string
 	took          time.Duration
-	err           error
+	// figure, when set, is shown instead of took (a count, a size).
+	figure string
+	err    error
 }
 
 type report struct {
@@ -114,8 +118,18 @@ func (r *report) measure(feature, what string, f func() (time.Duration, error)) 
 	return r.add(feature, what, d, err)
 }
 
+// figure is do for a check whose result is a figure other than a time.
+func (r *report) figure(feature, what string, f func() (string, error)) error {
+	v, err := f()
+	return r.addCheck(check{feature: feature, what: what, figure: v, err: err})
+}
+
 func (r *report) add(feature, what string, took time.Duration, err error) error {
-	c := check{feature: feature, what: what, took: took, err: err}
+	return r.addCheck(check{feature: feature, what: what, took: took, err: err})
+}
+
+func (r *report) addCheck(c check) error {
+	feature, what, err := c.feature, c.what, c.err
 	r.checks = append(r.checks, c)
 	status := "ok"
 	if err != nil {
@@ -128,14 +142,18 @@ func (r *report) add(feature, what string, took time.Duration, err error) error 
 func (r *report) print() bool {
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FEATURE\tCHECK\tTIME\tRESULT")
+	fmt.Fprintln(tw, "FEATURE\tCHECK\tTIME / FIGURE\tRESULT")
 	ok := true
 	for _, c := range r.checks {
 		res := "pass"
 		if c.err != nil {
 			res, ok = "FAIL", false
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.feature, c.what, c.took.Round(time.Millisecond), res)
+		fig := c.took.Round(time.Millisecond).String()
+		if c.figure != "" {
+			fig = c.figure
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.feature, c.what, fig, res)
 	}
 	tw.Flush()
 	return ok
@@ -214,8 +232,9 @@ func build(l *lab.Lab) (*world, error) {
 }
 
 // stepBoot installs every service in both routers with their own install
-// verbs and boots them as a boot or recontextualization does: the one_env,
-// then `configure` of every service, one-failover's first (it renders
+// verbs, and the appliance's driver and one-context hooks, and boots them as
+// one-context does: the one_env, then its net-90 hook, which runs
+// `configure` of every service, one-failover's first (it renders
 // keepalived's configuration and starts keepalived and the one-failover
 // daemon, which starts what the context enables once this router is
 // master). Then it shows the election.
@@ -229,9 +248,15 @@ func stepBoot(w *world, r *report) error {
 	list := []checkFunc{}
 	for i, rt := range w.routers {
 		list = append(list,
-			checkFunc{"install", rt.Role + ": " + strings.Join(services, " ") + " install", func() error { return rt.Install(services...) }},
-			checkFunc{"boot", rt.Role + ": one_env written, configure of every service (one-failover first)", func() error {
-				return rt.Recontext(w.context(i), services...)
+			checkFunc{"install", rt.Role + ": " + strings.Join(services, " ") + " install, the driver and one-context hooks", func() error {
+				return rt.InstallAppliance(services...)
+			}},
+			checkFunc{"boot", rt.Role + ": one_env written, one-context's net-90 hook: configure of every service (one-failover first)", func() error {
+				status, err := rt.Contextualize(w.context(i))
+				if err == nil && status != "bootstrap_success" {
+					err = fmt.Errorf("driver status %q", status)
+				}
+				return err
 			}},
 		)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -43,14 +44,32 @@ func stepFailover(w *world, r *report) error {
 		return r.add("failover", "VM -> internet before the loss", 0, err)
 	}
 
-	var lost time.Time
+	var lost, down time.Time
 	errs := []error{
+		r.do("conntrack", b.Role+" (backup) already knows the connection: conntrackd synced it", func() error {
+			return lab.Eventually(5*time.Second, 100*time.Millisecond, func() error {
+				out, err := lab.Run(context.Background(), b, "conntrack", "-L", "-p", "tcp", "--dport", "7000")
+				if err != nil || !strings.Contains(out, "src="+lab.VMIP(0)) || !strings.Contains(out, "dst="+lab.PublicVIP) {
+					return fmt.Errorf("not in %s's table: %v %s", b.Role, err, out)
+				}
+				return nil
+			})
+		}),
 		r.do("failover", m.Role+" lost: links down, keepalived killed", func() error {
+			// Only probes sent once the links are down count: earlier
+			// ones may still pass the old master.
 			lost = time.Now()
-			return m.Lose()
+			if err := m.Links(false, "eth0", "eth1"); err != nil {
+				return err
+			}
+			down = time.Now()
+			if m.Kill("keepalived") == 0 {
+				return fmt.Errorf("%s: no keepalived to kill", m.Role)
+			}
+			return nil
 		}),
 		r.measure("failover", "VM -> internet flows again through "+b.Role+" (time from the loss)", func() (time.Duration, error) {
-			a, err := watch.FirstSince(lost, "name=internet-host", 20*time.Second)
+			a, err := watch.FirstSince(down, "name=internet-host", 20*time.Second)
 			if err != nil {
 				return 0, err
 			}
@@ -60,7 +79,7 @@ func stepFailover(w *world, r *report) error {
 	errs = append(errs, r.all([]checkFunc{
 		{"failover", b.Role + " holds both VIPs", func() error {
 			if !lab.HasAddr(b, "eth1", lab.PrivateVIP) || !lab.HasAddr(b, "eth0", lab.PublicVIP) {
-				return fmt.Errorf("%s: %s", b.Role, addrLine(b))
+				return fmt.Errorf("%s: %s%s", b.Role, addrLine(b), logTails(b))
 			}
 			fmt.Printf("           new master %s: %s", b.Role, addrLine(b))
 			return nil
@@ -106,4 +125,18 @@ func stepFailover(w *world, r *report) error {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// logTails is the end of a router's one-failover and keepalived logs.
+func logTails(r *lab.Router) string {
+	var b strings.Builder
+	for _, f := range []string{"/var/log/one-appliance/one-failover.log", "/var/log/keepalived.log"} {
+		data, _ := r.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(&b, "--- %s %s:\n%s\n", r.Role, f, strings.Join(lines, "\n"))
+	}
+	return b.String()
 }
