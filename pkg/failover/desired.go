@@ -121,15 +121,20 @@ func lastLine(s string) string {
 // state changed (its digest differs from the one it last applied) or its
 // live state drifted, in place (reload) when its script can, else by a
 // restart. A context the service refuses leaves it as it is: it keeps what
-// it applied last, and its own configure verb reported the error.
-func (d *Daemon) refresh(ctx context.Context, svc string) []op {
+// it applied last, and its own configure verb reported the error. The
+// questions run under query; when the next transition cancels it, the
+// service is left as it is.
+func (d *Daemon) refresh(ctx, query context.Context, svc string) []op {
 	if d.Desired == nil {
 		if d.Scripts != nil && d.Scripts.CanReload(svc) {
 			return []op{d.run(ctx, svc, "reload")}
 		}
 		return nil
 	}
-	sum, err := d.Desired.Digest(ctx, svc)
+	sum, err := d.Desired.Digest(query, svc)
+	if query.Err() != nil {
+		return nil
+	}
 	if errors.Is(err, ErrInvalidContext) {
 		d.Log.Error("the new context is invalid for this service; it keeps what it applied last", "service", svc, "err", err)
 		return nil
@@ -144,8 +149,10 @@ func (d *Daemon) refresh(ctx context.Context, svc string) []op {
 	if err != nil || last == "" || last == sum {
 		// Unchanged, or unknown (this daemon did not apply it): only a
 		// drifted live state calls for a re-apply.
-		drifted, derr := d.Desired.Drifted(ctx, svc)
+		drifted, derr := d.Desired.Drifted(query, svc)
 		switch {
+		case query.Err() != nil:
+			return nil
 		case errors.Is(derr, ErrInvalidContext):
 			return nil
 		case derr != nil && err == nil:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 )
@@ -250,3 +251,61 @@ exit 1
 }
 
 func isInvalid(err error) bool { return errors.Is(err, ErrInvalidContext) }
+
+// slowDesired answers Digest only when its context ends (a OneGate that
+// does not answer), and records that it was cancelled.
+type slowDesired struct {
+	*fakeDesired
+	slow      chan struct{} // closed: Digest blocks
+	cancelled chan struct{}
+	once      sync.Once
+}
+
+func (s *slowDesired) Digest(ctx context.Context, svc string) (string, error) {
+	select {
+	case <-s.slow:
+		<-ctx.Done()
+		s.once.Do(func() { close(s.cancelled) })
+		return "", ctx.Err()
+	default:
+		return s.fakeDesired.Digest(ctx, svc)
+	}
+}
+
+// A reconcile whose questions hang (a slow OneGate behind a service's
+// render) never holds up keepalived's events: a BACKUP arriving meanwhile
+// stops the services at once, the questions are cancelled, and the
+// reconcile re-applies nothing.
+func TestReconcileNeverDelaysAFailover(t *testing.T) {
+	rc := newFakeRC("one-router4", "one-nat4")
+	des := &slowDesired{fakeDesired: newFakeDesired(), slow: make(chan struct{}), cancelled: make(chan struct{})}
+	des.set("one-router4", "v1", false)
+	des.set("one-nat4", "v1", false)
+	spec := mustSpec(t, haEnv)
+	h := startDaemon(t, spec, rc, obs(10, "ETH0=all", "ETH1=all"), func(d *Daemon) { d.Desired = des })
+	waitFor(t, "the FIFO", func() bool { _, err := os.Stat(h.fifo); return err == nil })
+	h.write(`INSTANCE "ETH0" MASTER 100`, `INSTANCE "ETH1" MASTER 100`)
+	waitFor(t, "serving", func() bool {
+		return rc.state("one-router4") == "started" && rc.state("one-nat4") == "started"
+	})
+	close(des.slow)
+	rc.reset()
+	h.reload <- struct{}{}
+	// The reconcile is asking (and hanging); the other router takes over.
+	time.Sleep(50 * time.Millisecond)
+	h.obs.set(obs(10, "ETH0=none", "ETH1=none"))
+	h.write(`INSTANCE "ETH0" BACKUP 100`, `INSTANCE "ETH1" BACKUP 100`)
+	waitFor(t, "quiesced", func() bool {
+		return rc.state("one-router4") == "stopped" && rc.state("one-nat4") == "stopped"
+	})
+	select {
+	case <-des.cancelled:
+	default:
+		t.Fatal("the reconcile's questions were not cancelled")
+	}
+	for _, c := range rc.calls() {
+		if strings.HasSuffix(c, " reload") || strings.HasSuffix(c, " restart") {
+			t.Fatalf("the cancelled reconcile ran %q", c)
+		}
+	}
+}

@@ -116,6 +116,22 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	defer f.close()
 	var state State
 	watched, exited := 0, (<-chan struct{})(nil)
+	// A transition is carried out in the background, so the loop keeps
+	// reading keepalived's events while services start or a reconcile
+	// asks every service what it would apply (which, against a slow
+	// OneGate, takes seconds). The next transition cancels what is still
+	// being asked and waits for the service commands under way: one
+	// transition at a time, in order, and a BACKUP never waits for a
+	// reconcile's questions.
+	var busy *background
+	finish := func() {
+		if busy != nil {
+			busy.cancel()
+			<-busy.done
+			busy = nil
+		}
+	}
+	defer finish()
 	apply := func(ev Event) {
 		tr := Decide(state, ev)
 		state = tr.Next
@@ -135,7 +151,13 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			return
 		}
 		d.Log.Info("transition", "action", string(tr.Action), "reason", tr.Reason, "state", state.String())
-		d.execute(ctx, spec, tr)
+		finish()
+		query, cancel := context.WithCancel(ctx)
+		busy = &background{cancel: cancel, done: make(chan struct{})}
+		go func(b *background, spec Spec) {
+			defer close(b.done)
+			d.execute(ctx, query, spec, tr)
+		}(busy, spec)
 	}
 	observe := func() Observation { return d.Observer.Observe(spec.VRRP.Instances) }
 	fifoErr := ""
@@ -205,7 +227,7 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			ensureFIFO()
 			apply(Event{Kind: Observed, Obs: observe()})
 			ticks++
-			if state.Serving && ticks%d.CheckEvery == 0 {
+			if state.Serving && ticks%d.CheckEvery == 0 && busy.idle() {
 				for _, svc := range d.down(ctx, spec) {
 					apply(Event{Kind: Crashed, Name: svc})
 				}
@@ -236,6 +258,25 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	}
 }
 
+// background is a transition being carried out.
+type background struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// idle reports whether no transition is under way.
+func (b *background) idle() bool {
+	if b == nil {
+		return true
+	}
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // op is what is done to one service.
 type op struct {
 	svc, verb string
@@ -243,8 +284,10 @@ type op struct {
 	why       string
 }
 
-// execute carries out a transition.
-func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
+// execute carries out a transition: service commands under ctx, questions
+// to the services (what they would apply, whether they drifted) under
+// query, which the next transition cancels.
+func (d *Daemon) execute(ctx, query context.Context, spec Spec, tr Transition) {
 	start := time.Now()
 	var ops []op
 	switch tr.Action {
@@ -252,7 +295,7 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 		d.Log.Info("master: waiting for the VIPs before starting services")
 		return
 	case Serve, Reconcile:
-		ops = d.serve(ctx, spec, tr.Action == Reconcile)
+		ops = d.serve(ctx, query, spec, tr.Action == Reconcile)
 	case Quiesce:
 		if tr.ReleaseVIPs && d.VIPs != nil {
 			// First: the addresses answer ARP on the network while the
@@ -293,7 +336,7 @@ func (d *Daemon) execute(ctx context.Context, spec Spec, tr Transition) {
 	parallel(opServices(ops), func(svc string) []op {
 		for _, o := range ops {
 			if o.svc == svc {
-				d.track(ctx, o.svc, o.verb, o.err)
+				d.track(query, o.svc, o.verb, o.err)
 			}
 		}
 		return nil
@@ -361,7 +404,7 @@ func (d *Daemon) status(ctx context.Context, svc string) openrc.State {
 // serve starts the enabled services that are not running (running ones are
 // left alone, or reloaded in place when the context changed) and stops the
 // disabled ones. Services without an init script are skipped.
-func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
+func (d *Daemon) serve(ctx, query context.Context, spec Spec, reconcile bool) []op {
 	enabled := map[string]bool{}
 	var names []string
 	for _, s := range spec.Services {
@@ -390,7 +433,7 @@ func (d *Daemon) serve(ctx context.Context, spec Spec, reconcile bool) []op {
 			return []op{d.run(ctx, svc, "restart")}
 		case st == openrc.Started || st == openrc.Starting:
 			if reconcile {
-				return d.refresh(ctx, svc)
+				return d.refresh(ctx, query, svc)
 			}
 			return nil
 		}
