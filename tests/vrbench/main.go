@@ -67,12 +67,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	l, err := lab.New("b")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	b := &bench{lab: l, runs: *runs}
+	b := &bench{runs: *runs}
 	groups := []struct {
 		name string
 		run  func(*bench) error
@@ -93,13 +88,21 @@ func main() {
 			continue
 		}
 		fmt.Printf("== %s\n", g.name)
+		// Each group in a lab of its own: groups reuse host names
+		// ("inet"), and one group's leftovers never weigh on the next.
+		l, err := lab.New("b")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		b.lab = l
 		if err := g.run(b); err != nil {
 			fmt.Fprintf(os.Stderr, "vrbench %s: %v\n", g.name, err)
 			failed = true
 		}
-	}
-	if err := l.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "cleanup:", err)
+		if err := l.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
 	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
