@@ -153,7 +153,7 @@ func describe(fe fieldError) string {
 // Merge adds the candidates to the static LBs and returns the result (the
 // static LBs are not modified). A candidate joins the LB with the same
 // index, address and port (no port for an all-ports LB); others are skipped.
-// A candidate equal to a static server (host and port) sets that server's
+// A candidate equal to a static server (the same LB.Key) sets that server's
 // weight and limits, as in the original; the other dynamic servers follow
 // the static ones, sorted by host and port, each once (the first VM wins).
 func Merge(static []LB, cands []Candidate) ([]LB, []Skip) {
@@ -182,7 +182,7 @@ func Merge(static []LB, cands []Candidate) ([]LB, []Skip) {
 		}
 		merged := false
 		for k := range l.Servers {
-			if !l.Servers[k].Dynamic && l.Servers[k].key() == s.key() {
+			if !l.Servers[k].Dynamic && l.Key(l.Servers[k]) == l.Key(s) {
 				l.Servers[k].Weight, l.Servers[k].ULimit, l.Servers[k].LLimit = s.Weight, s.ULimit, s.LLimit
 				merged = true
 				break
@@ -193,7 +193,7 @@ func Merge(static []LB, cands []Candidate) ([]LB, []Skip) {
 		}
 		dup := false
 		for _, x := range extra[i] {
-			if x.key() == s.key() {
+			if l.Key(x) == l.Key(s) {
 				dup = true
 				break
 			}

@@ -117,13 +117,20 @@ func (s Server) HostPort() string {
 	return s.Host + ":" + strconv.Itoa(int(s.Port))
 }
 
-// key identifies a server within an LB.
-type key struct {
-	host string
-	port uint16
+// Key identifies a server within the LB by what the daemon serves: its host
+// and port, where a server without a port has the LB's, and a server of an
+// all-ports LB none (it keeps the client's port: its port only says where
+// a health check connects). Two servers with the same key are one server to
+// the daemon (keepalived rejects a configuration with a real server twice).
+func (l LB) Key(s Server) string {
+	switch {
+	case l.Port == 0:
+		return s.Host
+	case s.Port == 0:
+		return s.Host + ":" + strconv.Itoa(int(l.Port))
+	}
+	return s.HostPort()
 }
-
-func (s Server) key() key { return key{s.Host, s.Port} }
 
 // DefaultWeight is the weight of a server that does not set one.
 const DefaultWeight = 1

@@ -148,6 +148,10 @@ func TestStaticErrors(t *testing.T) {
 		{"negative limit", lvs, lvsVars, []string{"ONEAPP_VNF_LB0_IP=10.0.1.1", "ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER0_ULIMIT=-5"}, "ONEAPP_VNF_LB0_SERVER0_ULIMIT", "whole number"},
 		{"limits reversed", lvs, lvsVars, []string{"ONEAPP_VNF_LB0_IP=10.0.1.1", "ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER0_ULIMIT=5", "ONEAPP_VNF_LB0_SERVER0_LLIMIT=5"}, "ONEAPP_VNF_LB0_SERVER0_LLIMIT", "below"},
 		{"duplicate server", lvs, lvsVars, []string{"ONEAPP_VNF_LB0_IP=10.0.1.1", "ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER1_HOST=172.20.0.5"}, "ONEAPP_VNF_LB0_SERVER1_HOST", "already a server"},
+		// keepalived rejects a real server written twice: a server without
+		// a port is on the LB's, and an all-ports LB's servers have none.
+		{"duplicate server on the LB's port", lvs, lvsVars, []string{"ONEAPP_VNF_LB0_IP=10.0.1.1", "ONEAPP_VNF_LB0_PORT=80", "ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER1_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER1_PORT=80"}, "ONEAPP_VNF_LB0_SERVER1_HOST", "172.20.0.5:80 is already a server of LB0"},
+		{"duplicate server of an all-ports LB", lvs, lvsVars, []string{"ONEAPP_VNF_LB0_IP=10.0.1.1", "ONEAPP_VNF_LB0_SERVER0_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER0_PORT=22", "ONEAPP_VNF_LB0_SERVER1_HOST=172.20.0.5", "ONEAPP_VNF_LB0_SERVER1_PORT=80"}, "ONEAPP_VNF_LB0_SERVER1_HOST", "172.20.0.5 is already a server of LB0 10.0.1.1:*"},
 		{"refresh", lvs, lvsVars, []string{"ONEAPP_VNF_LB_REFRESH_RATE=0"}, "ONEAPP_VNF_LB_REFRESH_RATE", "out of range"},
 		{"refresh not a number", hap, hapVars, []string{"ONEAPP_VNF_HAPROXY_REFRESH_RATE=abc"}, "ONEAPP_VNF_HAPROXY_REFRESH_RATE", "seconds"},
 		{"API", lvs, lvsVars, []string{"ONEAPP_VNF_LB_ONEGATE_API=oneflw"}, "ONEAPP_VNF_LB_ONEGATE_API", "auto, vrouter or service"},

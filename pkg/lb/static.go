@@ -156,7 +156,7 @@ func (f Family) staticLB(r *rawLB, top onecontext.Topology, owners map[netip.Add
 	}
 	sort.Ints(js)
 	var errs []error
-	seen := map[key]string{}
+	seen := map[string]string{}
 	for _, j := range js {
 		fields := r.servers[j]
 		s, err := f.server(fields, !f.AllPorts)
@@ -171,12 +171,12 @@ func (f Family) staticLB(r *rawLB, top onecontext.Topology, owners map[netip.Add
 			continue
 		}
 		s.Source = fmt.Sprintf("%s_SERVER%d", prefix, j)
-		if other, dup := seen[s.key()]; dup {
+		if other, dup := seen[l.Key(s)]; dup {
 			h := fields["HOST"]
-			errs = append(errs, onecontext.Errorf(h.Var, h.Value, "%s is already a server of LB%d (%s)", s.HostPort(), r.index, other))
+			errs = append(errs, onecontext.Errorf(h.Var, h.Value, "%s is already a server of LB%d %s (%s)", l.Key(s), r.index, l.Endpoint(), other))
 			continue
 		}
-		seen[s.key()] = s.Source
+		seen[l.Key(s)] = s.Source
 		l.Servers = append(l.Servers, s)
 	}
 	return l, errors.Join(errs...)

@@ -83,7 +83,7 @@ func ResolveHosts(ctx context.Context, resolve Resolver, lbs []lb.LB) ([]lb.LB, 
 		have := map[string]bool{}
 		for _, s := range l.Servers {
 			if s.Addr.IsValid() {
-				have[s.HostPort()] = true
+				have[l.Key(s)] = true
 			}
 		}
 		for _, s := range l.Servers {
@@ -106,8 +106,8 @@ func ResolveHosts(ctx context.Context, resolve Resolver, lbs []lb.LB) ([]lb.LB, 
 			for _, a := range v4 {
 				r := s
 				r.Host, r.Addr = a.String(), a
-				if !have[r.HostPort()] {
-					have[r.HostPort()] = true
+				if !have[l.Key(r)] {
+					have[l.Key(r)] = true
 					servers = append(servers, r)
 				}
 			}
