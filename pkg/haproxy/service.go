@@ -91,6 +91,15 @@ func (s Service) haproxy(rt *cli.Runtime) HAProxy {
 
 func spec(rt *cli.Runtime) (Spec, error) { return FromContext(rt.Env, rt.Root) }
 
+// daemon is one-haproxy's daemon without its Apply (Start adds it).
+var daemon = lb.Daemon[Spec]{
+	Name: "one-haproxy", LockFile: LockFile, StateFile: DaemonState, Family: Family,
+	EnabledVar: VarEnabled, Idle: "HAProxy is disabled: haproxy stays stopped until a context enables it",
+	Parse:  spec,
+	Config: func(sp Spec) lb.Config { return sp.Config },
+	Warn:   warn,
+}
+
 // warn logs what the context asks for that has no effect.
 func warn(rt *cli.Runtime, sp Spec) {
 	if len(sp.Ignored) > 0 {
@@ -122,7 +131,7 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 	warn(rt, sp)
 	h := s.haproxy(rt)
 	d := Desired{Main: MainConfig(), Servers: EmptyServers()}
-	unlock, err := lb.Lock(rt.Root, LockFile, "one-haproxy")
+	unlock, err := lb.Lock(rt.Root, LockFile, daemon.Name)
 	if err != nil {
 		// The daemon runs: keep its servers.cfg.
 		if d.Servers, err = rt.Root.ReadFile(ServersFile); err != nil {
@@ -145,25 +154,20 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 // keeps haproxy stopped and waits for a context that enables it.
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	h := s.haproxy(rt)
-	return lb.Daemon[Spec]{
-		Name: "one-haproxy", LockFile: LockFile, StateFile: DaemonState, Family: Family,
-		EnabledVar: VarEnabled, Idle: "HAProxy is disabled: haproxy stays stopped until a context enables it",
-		Parse:  spec,
-		Config: func(sp Spec) lb.Config { return sp.Config },
-		Warn:   warn,
-		Client: s.Client, OnApplied: s.OnApplied,
-		Apply: func(ctx context.Context, sp Spec, res lb.Result) error {
-			if !sp.Enabled {
-				return h.Stop(ctx)
-			}
-			r, err := h.Apply(ctx, Render(sp, res.LBs))
-			if err == nil && (r.FileChanged || r.Action != ActionNone) {
-				rt.Log.Info("applied", "lbs", lb.Describe(res.LBs), "dynamic", res.Dynamic, "stale", res.Stale,
-					"files_changed", r.FileChanged, "haproxy", string(r.Action))
-			}
-			return err
-		},
-	}.Serve(ctx, rt)
+	d := daemon
+	d.Client, d.OnApplied = s.Client, s.OnApplied
+	d.Apply = func(ctx context.Context, sp Spec, res lb.Result) error {
+		if !sp.Enabled {
+			return h.Stop(ctx)
+		}
+		r, err := h.Apply(ctx, Render(sp, res.LBs))
+		if err == nil && (r.FileChanged || r.Action != ActionNone) {
+			rt.Log.Info("applied", "lbs", lb.Describe(res.LBs), "dynamic", res.Dynamic, "stale", res.Stale,
+				"files_changed", r.FileChanged, "haproxy", string(r.Action))
+		}
+		return err
+	}
+	return d.Serve(ctx, rt)
 }
 
 // Stop stops haproxy and empties servers.cfg; it needs no valid context.
@@ -187,7 +191,7 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 		rt.Log.Info("HAProxy is disabled: nothing to apply", "var", VarEnabled)
 		return nil, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-haproxy"))
+	res := daemon.Now(ctx, rt, sp.Config)
 	d := Render(sp, res.LBs)
 	return []cli.Artefact{{Target: MainFile, Body: d.Main}, {Target: ServersFile, Body: d.Servers}}, nil
 }
@@ -210,7 +214,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		}
 		return rep, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-haproxy"))
+	res := daemon.Now(ctx, rt, sp.Config)
 	d := Render(sp, res.LBs)
 	live, err := h.Inspect(ctx, d)
 	if err != nil {
@@ -233,18 +237,9 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 		rep.Drift = append(rep.Drift, "haproxy runs an older configuration (the daemon applies it within "+sp.Refresh.String()+")")
 	}
 	rep.Details = append(rep.Details, "backends: "+res.Source(sp.Config))
-	for _, l := range res.LBs {
-		var ss []string
-		for _, sv := range l.Servers {
-			ss = append(ss, sv.HostPort())
-		}
-		rep.Details = append(rep.Details, fmt.Sprintf("LB%d %s: %s", l.Index, l.Endpoint(), cli.List(ss)))
-	}
+	rep.Details = append(rep.Details, res.Details(lb.LB.Endpoint)...)
 	for _, sv := range live.Servers {
 		rep.Details = append(rep.Details, "server "+sv)
-	}
-	for _, sk := range res.Skips {
-		rep.Details = append(rep.Details, "skipped: "+sk.String())
 	}
 	return rep, nil
 }

@@ -92,6 +92,13 @@ type Daemon[S any] struct {
 	OnApplied func(Result, error)
 }
 
+// Now is what render and status show: cfg's LBs with the dynamic servers
+// OneGate reports at this moment, or, while it does not answer, those the
+// running daemon keeps (ResolveOnce with ReadKept of its state file).
+func (d Daemon[S]) Now(ctx context.Context, rt *cli.Runtime, cfg Config) Result {
+	return ResolveOnce(ctx, d.Family, cfg, rt.Log, ReadKept(rt.Root, d.StateFile, d.Name))
+}
+
 // Serve parses the context (an invalid one is the error, exit 2), takes the
 // lock, and runs the refresh loop until ctx ends; SIGHUP re-reads the
 // context. A disabled service idles, its Apply tearing down, until a

@@ -530,3 +530,13 @@ func TestResolveOnceKeepsWhatTheDaemonKeeps(t *testing.T) {
 		t.Error("a missing state file")
 	}
 }
+
+func TestResultDetails(t *testing.T) {
+	cfg := staticLVS(t)
+	res := Result{LBs: cfg.LBs, Skips: []Skip{{VM: 7, Reason: "ONEGATE_LB0_PORT is not set"}}}
+	got := res.Details(LB.Endpoint)
+	want := []string{"LB0 10.0.1.10:80: 172.20.0.104:8080", "LB1 10.0.1.1:*: none", "skipped: VM 7: ONEGATE_LB0_PORT is not set"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+}

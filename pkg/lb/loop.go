@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 	"github.com/hypercx/vrouter/pkg/onegate"
 )
@@ -265,6 +266,23 @@ func (l *Loop[S]) Run(ctx context.Context, spec S) error {
 			}
 		}
 	}
+}
+
+// Details are status lines: each LB, as label prints it, with its servers,
+// then the dynamic entries skipped.
+func (r Result) Details(label func(LB) string) []string {
+	var out []string
+	for _, l := range r.LBs {
+		var ss []string
+		for _, s := range l.Servers {
+			ss = append(ss, s.HostPort())
+		}
+		out = append(out, "LB"+strconv.Itoa(l.Index)+" "+label(l)+": "+cli.List(ss))
+	}
+	for _, s := range r.Skips {
+		out = append(out, "skipped: "+s.String())
+	}
+	return out
 }
 
 // Describe lists the LBs for a log line ("LB0 10.0.0.1:80 (2 servers)").

@@ -97,6 +97,15 @@ func (s Service) resolver() Resolver {
 
 func spec(rt *cli.Runtime) (Spec, error) { return FromContext(rt.Env, rt.Root) }
 
+// daemon is one-lvs's daemon without its Apply (Start adds it).
+var daemon = lb.Daemon[Spec]{
+	Name: "one-lvs", LockFile: LockFile, StateFile: DaemonState, Family: Family,
+	EnabledVar: VarEnabled, Idle: "LVS is disabled: no virtual servers until a context enables it",
+	Parse:  spec,
+	Config: func(sp Spec) lb.Config { return sp.Config },
+	Warn:   warn,
+}
+
 // warn logs what the user should know about the context and the machine.
 func warn(rt *cli.Runtime, sp Spec) {
 	if len(sp.SkippedNICs) > 0 {
@@ -141,37 +150,32 @@ func (s Service) Configure(ctx context.Context, rt *cli.Runtime) error {
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	l := s.lvs(rt)
 	problems := map[string]bool{}
-	return lb.Daemon[Spec]{
-		Name: "one-lvs", LockFile: LockFile, StateFile: DaemonState, Family: Family,
-		EnabledVar: VarEnabled, Idle: "LVS is disabled: no virtual servers until a context enables it",
-		Parse:  spec,
-		Config: func(sp Spec) lb.Config { return sp.Config },
-		Warn:   warn,
-		Client: s.Client, OnApplied: s.OnApplied,
-		Apply: func(ctx context.Context, sp Spec, res lb.Result) error {
-			if !sp.Enabled {
-				return l.Stop(ctx)
+	dm := daemon
+	dm.Client, dm.OnApplied = s.Client, s.OnApplied
+	dm.Apply = func(ctx context.Context, sp Spec, res lb.Result) error {
+		if !sp.Enabled {
+			return l.Stop(ctx)
+		}
+		d, probs := s.desired(ctx, rt, sp, res.LBs)
+		now := map[string]bool{}
+		for _, p := range probs {
+			now[p] = true
+			if !problems[p] {
+				rt.Log.Warn("real server left out", "reason", p)
 			}
-			d, probs := s.desired(ctx, rt, sp, res.LBs)
-			now := map[string]bool{}
-			for _, p := range probs {
-				now[p] = true
-				if !problems[p] {
-					rt.Log.Warn("real server left out", "reason", p)
-				}
+		}
+		problems = now
+		r, err := l.Apply(ctx, d)
+		if err == nil && (r.FileChanged || r.Reloaded || r.RulesChanged) {
+			rt.Log.Info("applied", "lbs", lb.Describe(res.LBs), "dynamic", res.Dynamic, "stale", res.Stale,
+				"file_changed", r.FileChanged, "marks_changed", r.RulesChanged, "keepalived_reloaded", r.Reloaded)
+			if !r.Reloaded && r.KeepalivedState != openrc.Started {
+				rt.Log.Warn("keepalived is not running: it reads the virtual servers when it starts", "keepalived", string(r.KeepalivedState))
 			}
-			problems = now
-			r, err := l.Apply(ctx, d)
-			if err == nil && (r.FileChanged || r.Reloaded || r.RulesChanged) {
-				rt.Log.Info("applied", "lbs", lb.Describe(res.LBs), "dynamic", res.Dynamic, "stale", res.Stale,
-					"file_changed", r.FileChanged, "marks_changed", r.RulesChanged, "keepalived_reloaded", r.Reloaded)
-				if !r.Reloaded && r.KeepalivedState != openrc.Started {
-					rt.Log.Warn("keepalived is not running: it reads the virtual servers when it starts", "keepalived", string(r.KeepalivedState))
-				}
-			}
-			return err
-		},
-	}.Serve(ctx, rt)
+		}
+		return err
+	}
+	return dm.Serve(ctx, rt)
 }
 
 // Stop empties lvs.conf, reloads keepalived and removes the marks; it needs
@@ -195,7 +199,7 @@ func (s Service) Render(ctx context.Context, rt *cli.Runtime) ([]cli.Artefact, e
 		rt.Log.Info("LVS is disabled: nothing to apply", "var", VarEnabled)
 		return nil, nil
 	}
-	res := lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-lvs"))
+	res := daemon.Now(ctx, rt, sp.Config)
 	d, probs := s.desired(ctx, rt, sp, res.LBs)
 	for _, p := range probs {
 		rt.Log.Warn("real server left out", "reason", p)
@@ -221,7 +225,7 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 	var d Desired
 	var res lb.Result
 	if sp.Enabled {
-		res = lb.ResolveOnce(ctx, Family, sp.Config, rt.Log, lb.ReadKept(rt.Root, DaemonState, "one-lvs"))
+		res = daemon.Now(ctx, rt, sp.Config)
 		d, _ = s.desired(ctx, rt, sp, res.LBs)
 	} else {
 		d = Render(Spec{}, nil)
@@ -253,16 +257,9 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 	}
 	rep.Drift = append(rep.Drift, live.Rules...)
 	rep.Details = append(rep.Details, "real servers: "+res.Source(sp.Config))
-	for _, lbx := range res.LBs {
-		var ss []string
-		for _, sv := range lbx.Servers {
-			ss = append(ss, sv.HostPort())
-		}
-		o := sp.options(lbx.Index)
-		rep.Details = append(rep.Details, fmt.Sprintf("LB%d %s %s %s %s: %s", lbx.Index, o.Protocol, lbx.Endpoint(), o.Method, o.Scheduler, cli.List(ss)))
-	}
-	for _, sk := range res.Skips {
-		rep.Details = append(rep.Details, "skipped: "+sk.String())
-	}
+	rep.Details = append(rep.Details, res.Details(func(l lb.LB) string {
+		o := sp.options(l.Index)
+		return o.Protocol + " " + l.Endpoint() + " " + o.Method + " " + o.Scheduler
+	})...)
 	return rep, nil
 }
