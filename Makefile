@@ -3,6 +3,10 @@
 
 SERVICES := one-router4 one-nat4 one-sdnat4 one-lvs one-haproxy one-dns one-dhcp4v2 one-failover one-wg
 GO       ?= go
+# Go's official install lands in /usr/local/go, often outside root's PATH on a
+# fresh machine (and the daemons the tests look for are in /usr/sbin); the lab
+# tools (vrbench, the tests' builds) run `go` as well.
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GOFLAGS  := -trimpath
 LDFLAGS  := -s -w
 FUZZTIME ?= 10s

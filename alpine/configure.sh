@@ -15,5 +15,13 @@ sed -i -e 's/^#\?PasswordAuthentication.*/PasswordAuthentication no/' \
 if [ -n "${ONE_CONTEXT_APK:-}" ] && [ -f "$ONE_CONTEXT_APK" ]; then
 	apk add --allow-untrusted "$ONE_CONTEXT_APK"
 	rm -f "$ONE_CONTEXT_APK"
+	# one-context's package ships its own net-99-report-ready (older
+	# releases also the legacy Virtual Router scripts loc-12-firewall,
+	# loc-15-ip_forward, loc-15-keepalived), written over ours or beside
+	# them as .apk-new, which one-context would run too: ours go back on
+	# top (build.sh mounts its work directory, rootfs/ included, here).
+	hooks="$(cd "$(dirname "$0")" && pwd)/rootfs/etc/one-context.d"
+	rm -f /etc/one-context.d/*.apk-new
+	cp -p "$hooks"/* /etc/one-context.d/
 fi
 rm -rf /var/cache/apk/*

@@ -6,6 +6,7 @@ set -eu
 
 PACKAGES="
 iptables nftables iproute2 procps util-linux iputils-ping kmod coreutils
+make curl
 openrc
 keepalived conntrackd conntrack
 haproxy

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 )
@@ -257,17 +256,31 @@ func isInvalid(err error) bool { return errors.Is(err, ErrInvalidContext) }
 type slowDesired struct {
 	*fakeDesired
 	slow      chan struct{} // closed: Digest blocks
+	asking    chan struct{} // closed once Digest blocks
 	cancelled chan struct{}
 	once      sync.Once
+	askOnce   sync.Once
+	mu        sync.Mutex
+	answered  int // Digest calls answered at once
+}
+
+func (s *slowDesired) answers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.answered
 }
 
 func (s *slowDesired) Digest(ctx context.Context, svc string) (string, error) {
 	select {
 	case <-s.slow:
+		s.askOnce.Do(func() { close(s.asking) })
 		<-ctx.Done()
 		s.once.Do(func() { close(s.cancelled) })
 		return "", ctx.Err()
 	default:
+		s.mu.Lock()
+		s.answered++
+		s.mu.Unlock()
 		return s.fakeDesired.Digest(ctx, svc)
 	}
 }
@@ -278,7 +291,7 @@ func (s *slowDesired) Digest(ctx context.Context, svc string) (string, error) {
 // reconcile re-applies nothing.
 func TestReconcileNeverDelaysAFailover(t *testing.T) {
 	rc := newFakeRC("one-router4", "one-nat4")
-	des := &slowDesired{fakeDesired: newFakeDesired(), slow: make(chan struct{}), cancelled: make(chan struct{})}
+	des := &slowDesired{fakeDesired: newFakeDesired(), slow: make(chan struct{}), asking: make(chan struct{}), cancelled: make(chan struct{})}
 	des.set("one-router4", "v1", false)
 	des.set("one-nat4", "v1", false)
 	spec := mustSpec(t, haEnv)
@@ -288,11 +301,14 @@ func TestReconcileNeverDelaysAFailover(t *testing.T) {
 	waitFor(t, "serving", func() bool {
 		return rc.state("one-router4") == "started" && rc.state("one-nat4") == "started"
 	})
+	// What the two started services applied is noted (a digest each):
+	// from here on only the reconcile asks.
+	waitFor(t, "the digests of the serve", func() bool { return des.answers() == 2 })
 	close(des.slow)
 	rc.reset()
 	h.reload <- struct{}{}
 	// The reconcile is asking (and hanging); the other router takes over.
-	time.Sleep(50 * time.Millisecond)
+	<-des.asking
 	h.obs.set(obs(10, "ETH0=none", "ETH1=none"))
 	h.write(`INSTANCE "ETH0" BACKUP 100`, `INSTANCE "ETH1" BACKUP 100`)
 	waitFor(t, "quiesced", func() bool {

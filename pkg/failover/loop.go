@@ -151,6 +151,13 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			return
 		}
 		d.Log.Info("transition", "action", string(tr.Action), "reason", tr.Reason, "state", state.String())
+		if tr.ReleaseVIPs {
+			// At once, before waiting for the service commands under
+			// way (a start that hangs): the addresses a killed
+			// keepalived left would answer on the network for the new
+			// master's meanwhile.
+			d.releaseVIPs(spec)
+		}
 		finish()
 		query, cancel := context.WithCancel(ctx)
 		busy = &background{cancel: cancel, done: make(chan struct{})}
@@ -258,6 +265,20 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	}
 }
 
+// releaseVIPs removes the VIPs a killed keepalived left on the NICs.
+func (d *Daemon) releaseVIPs(spec Spec) {
+	if d.VIPs == nil {
+		return
+	}
+	n, err := d.VIPs.Release(spec.VRRP.VIPs())
+	if err != nil {
+		d.Log.Error("removing the VIPs keepalived left behind", "err", err)
+	}
+	if n > 0 {
+		d.Log.Info("keepalived is gone: removed the VIPs it left behind", "removed", n)
+	}
+}
+
 // background is a transition being carried out.
 type background struct {
 	cancel context.CancelFunc
@@ -297,17 +318,6 @@ func (d *Daemon) execute(ctx, query context.Context, spec Spec, tr Transition) {
 	case Serve, Reconcile:
 		ops = d.serve(ctx, query, spec, tr.Action == Reconcile)
 	case Quiesce:
-		if tr.ReleaseVIPs && d.VIPs != nil {
-			// First: the addresses answer ARP on the network while the
-			// services stop.
-			n, err := d.VIPs.Release(spec.VRRP.VIPs())
-			if err != nil {
-				d.Log.Error("removing the VIPs keepalived left behind", "err", err)
-			}
-			if n > 0 {
-				d.Log.Info("keepalived is gone: removed the VIPs it left behind", "removed", n)
-			}
-		}
 		ops = d.quiesce(ctx, spec)
 	case Recover:
 		ops = d.recover(ctx, tr.Service)

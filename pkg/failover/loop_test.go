@@ -27,6 +27,22 @@ type fakeRC struct {
 	crashed map[string]bool
 	fail    map[string]error
 	log     []string
+	// held: a start of that service blocks until the channel is closed.
+	held map[string]chan struct{}
+}
+
+// hold makes the next starts of svc block until the returned function is
+// called (a start script that hangs).
+func (f *fakeRC) hold(svc string) (release func()) {
+	c := make(chan struct{})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		f.held = map[string]chan struct{}{}
+	}
+	f.held[svc] = c
+	var once sync.Once
+	return func() { once.Do(func() { close(c) }) }
 }
 
 func newFakeRC(installed ...string) *fakeRC {
@@ -64,7 +80,11 @@ func (f *fakeRC) Run(ctx context.Context, name, verb string, flags ...string) er
 	delete(f.crashed, name)
 	f.log = append(f.log, name+" "+verb)
 	err := f.fail[name]
+	held := f.held[name]
 	f.mu.Unlock()
+	if held != nil && (verb == "start" || verb == "restart") {
+		<-held
+	}
 	if err != nil && (verb == "start" || verb == "restart") {
 		_ = f.Fake.Run(ctx, name, "stop")
 		return err
@@ -345,46 +365,85 @@ func (f *fakeReleaser) count() int {
 	return len(f.calls)
 }
 
-// keepalived's exit is seen at once (no tick for a minute): the services
-// stop and the VIPs it left behind are removed.
-func TestDaemonKeepalivedExitSeenAtOnce(t *testing.T) {
-	rc := newFakeRC("one-router4", "one-nat4")
-	o := &fakeObserver{o: obs(10, "ETH0=all", "ETH1=all")}
-	rel := &fakeReleaser{}
-	var mu sync.Mutex
-	watches := map[int]chan struct{}{}
+// watched runs a daemon whose only clock is a minute's tick, with
+// keepalived's exit watched (pid 10) and VIP releases recorded.
+type watched struct {
+	obs *fakeObserver
+	rel *fakeReleaser
+	mu  sync.Mutex
+	pid map[int]chan struct{}
+}
+
+func runWatched(t *testing.T, rc *fakeRC) *watched {
+	t.Helper()
+	w := &watched{obs: &fakeObserver{o: obs(10, "ETH0=all", "ETH1=all")}, rel: &fakeReleaser{}, pid: map[int]chan struct{}{}}
 	d := &Daemon{
-		Services: rc, Observer: o, FIFO: filepath.Join(t.TempDir(), "fifo"), Log: slog.New(slog.DiscardHandler),
-		Tick: time.Minute, Settle: time.Millisecond, Poll: time.Millisecond, VIPs: rel,
+		Services: rc, Observer: w.obs, FIFO: filepath.Join(t.TempDir(), "fifo"), Log: slog.New(slog.DiscardHandler),
+		Tick: time.Minute, Settle: time.Millisecond, Poll: time.Millisecond, VIPs: w.rel,
 		Exits: func(pid int) <-chan struct{} {
-			mu.Lock()
-			defer mu.Unlock()
+			w.mu.Lock()
+			defer w.mu.Unlock()
 			c := make(chan struct{})
-			watches[pid] = c
+			w.pid[pid] = c
 			return c
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, mustSpec(t, haEnv)) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "serving", func() bool { return rc.state("one-nat4") == openrc.Started })
-	if rel.count() != 0 {
-		t.Fatal("VIPs released while keepalived runs")
-	}
-	mu.Lock()
-	c := watches[10]
-	mu.Unlock()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// kill makes keepalived (pid 10) exit, its VIPs left on the NICs.
+func (w *watched) kill(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	c := w.pid[10]
+	w.mu.Unlock()
 	if c == nil {
 		t.Fatal("keepalived's pid is not watched")
 	}
-	o.set(obs(0, "ETH0=all", "ETH1=all"))
+	w.obs.set(obs(0, "ETH0=all", "ETH1=all"))
 	close(c)
+}
+
+// keepalived's exit is seen at once (no tick for a minute): the services
+// stop and the VIPs it left behind are removed.
+func TestDaemonKeepalivedExitSeenAtOnce(t *testing.T) {
+	rc := newFakeRC("one-router4", "one-nat4")
+	w := runWatched(t, rc)
+	waitFor(t, "serving", func() bool { return rc.state("one-nat4") == openrc.Started })
+	if w.rel.count() != 0 {
+		t.Fatal("VIPs released while keepalived runs")
+	}
+	w.kill(t)
 	waitFor(t, "quiesced", func() bool {
 		return rc.state("one-nat4") == openrc.Stopped && rc.state("one-router4") == openrc.Stopped
 	})
-	waitFor(t, "VIPs released", func() bool { return rel.count() == 1 })
-	if got := len(rel.calls[0]); got != 2 {
+	waitFor(t, "VIPs released", func() bool { return w.rel.count() == 1 })
+	if got := len(w.rel.calls[0]); got != 2 {
 		t.Fatalf("released %d VIPs, want the 2 of the context", got)
+	}
+}
+
+// keepalived killed while a service start hangs: the VIPs it left behind
+// are removed at once, not after the start (they would answer for
+// addresses the new master holds meanwhile); the services stop once the
+// start is over.
+func TestDaemonReleasesVIPsDuringAHangingStart(t *testing.T) {
+	rc := newFakeRC("one-router4", "one-nat4")
+	release := rc.hold("one-nat4")
+	w := runWatched(t, rc)
+	t.Cleanup(release) // runs before the daemon's cleanup, which waits for the start
+	waitFor(t, "one-nat4's start under way", func() bool { return slices.Contains(rc.calls(), "one-nat4 start") })
+	w.kill(t)
+	waitFor(t, "VIPs released while the start hangs", func() bool { return w.rel.count() == 1 })
+	release()
+	waitFor(t, "quiesced", func() bool {
+		return rc.state("one-nat4") == openrc.Stopped && rc.state("one-router4") == openrc.Stopped
+	})
+	if n := w.rel.count(); n != 1 {
+		t.Fatalf("VIPs released %d times", n)
 	}
 }
