@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -533,5 +534,24 @@ func TestStateFile(t *testing.T) {
 	}
 	if !slices.Contains(rep.Details, "daemon: the last apply failed: restoring nat table: iptables-restore: exit status 4") {
 		t.Errorf("status does not show the daemon's failure: %q", rep.Details)
+	}
+
+	// The file of a daemon that died (killed, never removed it) is no
+	// daemon: status says so, and an outage is not hidden behind it.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	st.PID = dead.Process.Pid
+	b2, _ = json.Marshal(st)
+	if _, err := rt.Root.WriteFile(StatePath, b2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.svc.Status(context.Background(), rt); err != nil || !slices.Contains(rep.Details, "daemon: not running") {
+		t.Errorf("a dead daemon's state file: %q %v", rep.Details, err)
+	}
+	w.sim.Inject(sim.Fault{Status: 503})
+	if _, err := w.svc.Status(context.Background(), rt); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Errorf("status during an outage with a dead daemon's state file: %v", err)
 	}
 }
