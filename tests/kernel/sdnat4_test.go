@@ -367,6 +367,28 @@ func TestSDNAT4OpenRC(t *testing.T) {
 		}
 		return nil
 	})
+	// A restart hands the mappings over to the new daemon: they stay, even
+	// while OneGate is down (a daemon OneGate never answered changes
+	// nothing).
+	if err := st.gate.SetFaults(sim.Fault{Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := st.router.RC("one-sdnat4", "restart"); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	eventually(t, "the new daemon's first poll", func() error {
+		log, _ := st.router.ReadFile("/var/log/one-appliance/one-sdnat4.log")
+		if !strings.Contains(string(log), "has never answered") {
+			return fmt.Errorf("log:\n%s", log)
+		}
+		return nil
+	})
+	if got := mapped(t, st.router); !slices.Equal(got, []string{"203.0.113.20", "203.0.113.50"}) {
+		t.Fatalf("a restart during an outage dropped the mappings: %v", got)
+	}
+	if err := st.gate.SetFaults(); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := st.router.RC("one-sdnat4", "stop"); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
