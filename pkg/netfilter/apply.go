@@ -250,12 +250,19 @@ func jumpEdits(owner string, j Jump, st State) []string {
 	case len(found) == 0:
 		return []string{"-A " + j.From + " " + spec}
 	}
+	// A -D line deletes the first rule matching its text: the copies of
+	// a jump are deleted by text, so the one left is not necessarily the
+	// first found. A First jump with copies or not at the head is deleted
+	// in every copy and inserted again at the head.
 	var out []string
+	if j.First && (len(found) > 1 || st.Chains[j.From][0] != found[0]) {
+		for _, r := range found {
+			out = append(out, "-D "+j.From+" "+r)
+		}
+		return append(out, "-I "+j.From+" 1 "+found[0])
+	}
 	for _, r := range found[1:] {
 		out = append(out, "-D "+j.From+" "+r)
-	}
-	if j.First && st.Chains[j.From][0] != found[0] {
-		out = append(out, "-D "+j.From+" "+found[0], "-I "+j.From+" 1 "+found[0])
 	}
 	return out
 }

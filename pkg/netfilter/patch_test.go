@@ -87,3 +87,35 @@ func (r *recorder) Restore(ctx context.Context, table string, payload []byte) er
 	r.last = payload
 	return r.IPTables.Restore(ctx, table, payload)
 }
+
+// A First jump found twice, the copy further down identical to the one at
+// the head: one apply leaves a single jump, at the head. (Deleting the
+// duplicate by its text deletes the first match, the one at the head.)
+func TestApplyFirstJumpDuplicates(t *testing.T) {
+	ctx := context.Background()
+	f := netfiltertest.New()
+	a := f.Applier()
+	rs := netfilter.Ruleset{Owner: "one-test", Tables: []netfilter.Table{{Name: "nat", Chains: []netfilter.Chain{{Name: "T-SNAT"}}}},
+		Jumps: []netfilter.Jump{{Table: "nat", From: "POSTROUTING", To: "T-SNAT", First: true}}}
+	if _, err := a.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{
+		"-t nat -A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE",
+		"-t nat -A POSTROUTING -m comment --comment one-test -j T-SNAT",
+	} {
+		if err := f.Run(cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	post, _ := f.Rules("nat", "POSTROUTING")
+	if d := cmp.Diff([]string{"-m comment --comment one-test -j T-SNAT", "-s 192.0.2.0/24 -j MASQUERADE"}, post); d != "" {
+		t.Error(d)
+	}
+	if drift, err := a.Diff(ctx, rs); err != nil || len(drift) != 0 {
+		t.Error(drift, err)
+	}
+}

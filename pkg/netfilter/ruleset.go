@@ -217,8 +217,9 @@ func Payload(t Table, only map[string]bool) []byte {
 }
 
 // Render prints the rulesets' payloads by table, for `render`: every owned
-// chain declared and filled, followed by the jumps as comments, since they
-// are ensured separately.
+// chain declared and filled, followed by the jumps as comments, since Apply
+// adds a jump only when it is missing (or, for a First jump, moves it back
+// to the head).
 func Render(rs Ruleset) map[string][]byte {
 	out := map[string][]byte{}
 	for _, t := range rs.Tables {

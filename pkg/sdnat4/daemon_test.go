@@ -1,6 +1,7 @@
 package sdnat4
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/onecontext"
 	"github.com/hypercx/vrouter/pkg/onegate"
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
@@ -195,5 +197,29 @@ func TestDaemonMalformedDocumentKeepsMappings(t *testing.T) {
 	}
 	if len(last.Mappings) != 2 || w.writes() != writes || len(loPublic(w)) != 2 {
 		t.Fatalf("%d mappings, %d writes, %v", len(last.Mappings), w.writes()-writes, loPublic(w))
+	}
+}
+
+// A lease that cannot be mapped is a warning naming it, once while it
+// stays skipped; the rest is mapped.
+func TestDaemonWarnsSkippedLeaseOnce(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, guideEnv)
+	w.sim, w.env = simulate(t, fixtures(t, "bad-leases"), onecontext.FromPairs(strings.Fields(guideEnv)...))
+	d, s := w.daemon(t)
+	var logs bytes.Buffer
+	d.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	var last Poll
+	d.OnPoll = func(p Poll) { last = p }
+	d.poll(ctx, s)
+	d.poll(ctx, s)
+	if got := loPublic(w); !slices.Equal(got, []string{"203.0.113.20/32", "203.0.113.62/32"}) || last.Err != nil {
+		t.Fatalf("mapped: %v %v", got, last.Err)
+	}
+	for _, lease := range []string{"vnet 0 AR 0 lease 3 (no IP, VM 60)", "vnet 0 AR 0 lease 4 (IP 203.0.113.61, VM 61)"} {
+		want := `level=WARN msg="external lease not mapped" lease="` + lease + `"`
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Errorf("%d warnings for %s, want 1:\n%s", n, lease, logs.String())
+		}
 	}
 }

@@ -134,6 +134,10 @@ func pair(s Spec, l onegate.Lease, known map[int]bool, candidates []onegate.Leas
 	switch {
 	case !l.IP.IsValid() || !l.IP.Is4():
 		return Mapping{}, "no valid IPv4 address (SDNAT4 maps IPv4 only)", false
+	case !l.IP.IsGlobalUnicast():
+		// 0.0.0.0, loopback, link-local, multicast, broadcast: no
+		// address to map, and the kernel would take most of them on lo.
+		return Mapping{}, fmt.Sprintf("%s is not a unicast address", l.IP), false
 	case l.VM == onegate.None:
 		return Mapping{}, "held by no VM", false
 	case l.ParentNetworkID == onegate.None:
@@ -155,6 +159,8 @@ func pair(s Spec, l onegate.Lease, known map[int]bool, candidates []onegate.Leas
 	switch {
 	case !in.IsValid() || !in.Is4():
 		return Mapping{}, fmt.Sprintf("VM %d's lease on its parent network %d has no valid IPv4 address", l.VM, l.ParentNetworkID), false
+	case !in.IsGlobalUnicast():
+		return Mapping{}, fmt.Sprintf("the parent lease %s is not a unicast address", in), false
 	case !inSubnet:
 		return Mapping{}, fmt.Sprintf("the parent lease %s is outside the SDNAT4 subnets (%s)", in, s.subnetList()), false
 	case s.Own[l.IP]:

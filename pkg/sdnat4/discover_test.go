@@ -140,7 +140,12 @@ func TestDiscoverSkips(t *testing.T) {
 		{"IP": "203.0.113.48", "VM": "49", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
 		{"IP": "192.168.50.9", "VM": "50", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
 		"garbage",
-		{"IP": "203.0.113.51", "VM": "51", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true}
+		{"IP": "203.0.113.51", "VM": "51", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
+		{"IP": "0.0.0.0", "VM": "40", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
+		{"IP": "255.255.255.255", "VM": "40", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
+		{"IP": "224.0.0.9", "VM": "40", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
+		{"IP": "127.0.0.9", "VM": "40", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true},
+		{"IP": "169.254.3.3", "VM": "40", "PARENT": "NIC0", "PARENT_NETWORK_ID": "1", "EXTERNAL": true}
 	]}}]}}}`
 	priv := `{"VNET": {"ID": "1", "AR_POOL": {"AR": [{"AR_ID": "0", "LEASES": {"LEASE": [
 		{"IP": "10.0.1.40", "VM": "40"}, {"IP": "10.0.1.47", "VM": "47"}, {"IP": "10.0.1.48", "VM": "48"},
@@ -167,6 +172,11 @@ func TestDiscoverSkips(t *testing.T) {
 		"vnet 0 AR 0 lease 8 (IP 203.0.113.1, VM 47): 203.0.113.1 is one of the router's own addresses",
 		"vnet 0 AR 0 lease 11 (IP 192.168.50.9, VM 50): 192.168.50.9 lies in a management network",
 		"vnet 0 AR 0 lease 13 (IP 203.0.113.51, VM 51): the parent lease 10.0.1.2 is one of the router's own addresses",
+		"vnet 0 AR 0 lease 14 (IP 0.0.0.0, VM 40): 0.0.0.0 is not a unicast address",
+		"vnet 0 AR 0 lease 15 (IP 255.255.255.255, VM 40): 255.255.255.255 is not a unicast address",
+		"vnet 0 AR 0 lease 16 (IP 224.0.0.9, VM 40): 224.0.0.9 is not a unicast address",
+		"vnet 0 AR 0 lease 17 (IP 127.0.0.9, VM 40): 127.0.0.9 is not a unicast address",
+		"vnet 0 AR 0 lease 18 (IP 169.254.3.3, VM 40): 169.254.3.3 is not a unicast address",
 		"vnet 0 AR 0 lease 9 (IP 203.0.113.48, VM 48): 203.0.113.48 is claimed by 2 leases mapping it to different addresses; none is mapped",
 		"vnet 0 AR 0 lease 10 (IP 203.0.113.48, VM 49): 203.0.113.48 is claimed by 2 leases mapping it to different addresses; none is mapped",
 	}

@@ -3,11 +3,14 @@ package sdnat4
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -498,5 +501,57 @@ func TestStatusAndRenderDuringOutage(t *testing.T) {
 	other.Root = fsroot.Root(t.TempDir())
 	if _, err := w.svc.Status(context.Background(), other); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("status without a daemon during the outage: %v", err)
+	}
+}
+
+// The state file follows every change of what the daemon keeps, the NICs
+// of a mapping included (render and status rebuild its rules from them
+// during an outage), and status shows the daemon's last apply failure.
+func TestStateFile(t *testing.T) {
+	m := Mapping{External: netip.MustParseAddr("203.0.113.20"), Internal: netip.MustParseAddr("10.0.1.20"), VM: 20, In: "eth1", Out: "eth0"}
+	moved := m
+	moved.Out = "eth2"
+	a, b := stateOf(Poll{Enabled: true, Answered: true, Mappings: []Mapping{m}}), stateOf(Poll{Enabled: true, Answered: true, Mappings: []Mapping{moved}})
+	if a.equal(b) {
+		t.Error("a mapping moved to another NIC leaves the state file as it was")
+	}
+	if !a.equal(stateOf(Poll{Enabled: true, Answered: true, Mappings: []Mapping{m}})) {
+		t.Error("an unchanged poll rewrites the state file")
+	}
+
+	w := newWorld(t, guideEnv)
+	root := t.TempDir()
+	rt := w.rt()
+	rt.Root = fsroot.Root(root)
+	st := stateOf(Poll{Enabled: true, Answered: true, Mappings: []Mapping{m}, Err: errors.New("restoring nat table: iptables-restore: exit status 4")})
+	b2, _ := json.Marshal(st)
+	if _, err := rt.Root.WriteFile(StatePath, b2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.svc.Status(context.Background(), rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.Details, "daemon: the last apply failed: restoring nat table: iptables-restore: exit status 4") {
+		t.Errorf("status does not show the daemon's failure: %q", rep.Details)
+	}
+
+	// The file of a daemon that died (killed, never removed it) is no
+	// daemon: status says so, and an outage is not hidden behind it.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	st.PID = dead.Process.Pid
+	b2, _ = json.Marshal(st)
+	if _, err := rt.Root.WriteFile(StatePath, b2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.svc.Status(context.Background(), rt); err != nil || !slices.Contains(rep.Details, "daemon: not running") {
+		t.Errorf("a dead daemon's state file: %q %v", rep.Details, err)
+	}
+	w.sim.Inject(sim.Fault{Status: 503})
+	if _, err := w.svc.Status(context.Background(), rt); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Errorf("status during an outage with a dead daemon's state file: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,8 +183,11 @@ func stateOf(p Poll) state {
 }
 
 func (a state) equal(b state) bool {
+	// Applied in full: a reload can move a mapping to another NIC (In,
+	// Out) without changing its addresses, and render and status rebuild
+	// the rules from these fields during an outage.
 	return a.PID == b.PID && a.Enabled == b.Enabled && a.OneGate == b.OneGate && a.LastError == b.LastError && a.Answered == b.Answered &&
-		strings.Join(a.Mappings, ",") == strings.Join(b.Mappings, ",") && strings.Join(a.Skipped, "\n") == strings.Join(b.Skipped, "\n")
+		slices.Equal(a.Applied, b.Applied) && slices.Equal(a.Skipped, b.Skipped)
 }
 
 func readState(rt *cli.Runtime) (state, bool) {
@@ -318,6 +322,9 @@ func (s Service) Status(ctx context.Context, rt *cli.Runtime) (cli.Report, error
 	if st, ok := readState(rt); ok {
 		rep.Details = append(rep.Details, fmt.Sprintf("daemon: pid %d, %d mappings, OneGate %s (since %s)",
 			st.PID, len(st.Mappings), st.OneGate, st.ChangedAt.Format(time.RFC3339)))
+		if st.LastError != "" {
+			rep.Details = append(rep.Details, "daemon: the last apply failed: "+st.LastError)
+		}
 	} else {
 		rep.Details = append(rep.Details, "daemon: not running")
 	}

@@ -219,6 +219,26 @@ func TestSDNAT4(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
+	t.Run("a rule inserted ahead of the jumps: they move back to the head within a refresh, the rule stays", func(t *testing.T) {
+		for _, c := range []string{"PREROUTING", "POSTROUTING"} {
+			lab.MustRun(t, st.router, "iptables", "-t", "nat", "-I", c, "1", "-s", "192.0.2.7/32", "-j", "RETURN")
+		}
+		eventually(t, "the jumps first again", func() error {
+			for c, to := range map[string]string{"PREROUTING": "DNAT4", "POSTROUTING": "SNAT4"} {
+				rules := strings.Split(lab.MustRun(t, st.router, "iptables", "-t", "nat", "-S", c), "\n")
+				if len(rules) < 3 || rules[1] != "-A "+c+" -m comment --comment one-sdnat4 -j "+to {
+					return fmt.Errorf("%s:\n%s", c, strings.Join(rules, "\n"))
+				}
+				if !slices.Contains(rules, "-A "+c+" -s 192.0.2.7/32 -j RETURN") {
+					t.Fatalf("the other rule is gone from %s:\n%s", c, strings.Join(rules, "\n"))
+				}
+			}
+			return nil
+		})
+		for _, c := range []string{"PREROUTING", "POSTROUTING"} {
+			lab.MustRun(t, st.router, "iptables", "-t", "nat", "-D", c, "-s", "192.0.2.7/32", "-j", "RETURN")
+		}
+	})
 	t.Run("an alias removed in OneGate disappears within a refresh, its connections too", func(t *testing.T) {
 		hold, err := st.lab.Start(st.inet, "hold", "connected", lab.Bin("nettool"), "hold", "203.0.113.20:80",
 			"--interval", "100ms", "--duration", "20s", "--timeout", "2s")
@@ -244,6 +264,13 @@ func TestSDNAT4(t *testing.T) {
 		expect(t, st.vm20, "tcp", "203.0.113.100:7000", "peer=203.0.113.2:")
 	})
 	t.Run("an alias added in OneGate appears within a refresh", func(t *testing.T) {
+		// DNAT4 gains a rule: patched in place, the rule that stays keeps
+		// its counters.
+		expect(t, st.inet, "tcp", "203.0.113.50:80", "name=vm21")
+		hits := natPackets(t, st.router, "DNAT4", "203.0.113.50")
+		if hits == 0 {
+			t.Fatal("the connection did not count in DNAT4")
+		}
 		for name, doc := range map[string]string{"vm-22": vm22WithAlias, "vnet-0": vnet0WithVM22} {
 			if err := st.gate.WriteDocument(name, []byte(doc)); err != nil {
 				t.Fatal(err)
@@ -252,6 +279,9 @@ func TestSDNAT4(t *testing.T) {
 		wantMapped(t, st, "203.0.113.22", "203.0.113.50")
 		expect(t, st.inet, "tcp", "203.0.113.22:80", "name=vm22", "local=10.0.1.22:80")
 		expect(t, st.vm22, "udp", "203.0.113.100:7000", "peer=203.0.113.22:")
+		if n := natPackets(t, st.router, "DNAT4", "203.0.113.50"); n < hits {
+			t.Fatalf("the rule of 203.0.113.50 counts %d packets, had %d: DNAT4 was rewritten, not patched", n, hits)
+		}
 	})
 	t.Run("a OneGate outage keeps every mapping", func(t *testing.T) {
 		failures := strings.Count(daemon.Output(), "OneGate failed")
@@ -337,6 +367,28 @@ func TestSDNAT4OpenRC(t *testing.T) {
 		}
 		return nil
 	})
+	// A restart hands the mappings over to the new daemon: they stay, even
+	// while OneGate is down (a daemon OneGate never answered changes
+	// nothing).
+	if err := st.gate.SetFaults(sim.Fault{Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := st.router.RC("one-sdnat4", "restart"); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	eventually(t, "the new daemon's first poll", func() error {
+		log, _ := st.router.ReadFile("/var/log/one-appliance/one-sdnat4.log")
+		if !strings.Contains(string(log), "has never answered") {
+			return fmt.Errorf("log:\n%s", log)
+		}
+		return nil
+	})
+	if got := mapped(t, st.router); !slices.Equal(got, []string{"203.0.113.20", "203.0.113.50"}) {
+		t.Fatalf("a restart during an outage dropped the mappings: %v", got)
+	}
+	if err := st.gate.SetFaults(); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := st.router.RC("one-sdnat4", "stop"); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
@@ -381,6 +433,23 @@ const (
     {"IP": "203.0.113.50", "MAC": "02:00:cb:00:71:32", "VNET": "2"},
     {"IP": "203.0.113.51", "MAC": "02:00:cb:00:71:33", "VNET": "2"}]}}}}}`
 )
+
+// natPackets is the packet counter of the rule of chain (nat table) that
+// mentions addr.
+func natPackets(t *testing.T, h lab.Host, chain, addr string) int {
+	t.Helper()
+	for _, l := range strings.Split(lab.MustRun(t, h, "iptables", "-t", "nat", "-nvxL", chain), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && slices.Contains(f, addr) {
+			n, err := strconv.Atoi(f[0])
+			if err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no rule of %s mentions %s", chain, addr)
+	return 0
+}
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
