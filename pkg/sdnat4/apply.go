@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/hypercx/vrouter/pkg/garp"
 	"github.com/hypercx/vrouter/pkg/ifaddr"
 	"github.com/hypercx/vrouter/pkg/netfilter"
 )
@@ -39,6 +40,9 @@ type Applier struct {
 	Netfilter *netfilter.Applier
 	Addrs     ifaddr.Owned
 	Conntrack Netlink
+	// Announce sends gratuitous ARP for addresses on a NIC (garp.Announce;
+	// nil announces nothing).
+	Announce func(dev string, addrs []netip.Addr) error
 
 	applied map[netip.Addr]netip.Addr // public -> private, as last applied
 }
@@ -47,6 +51,10 @@ type Applier struct {
 func NewApplier(nf *netfilter.Applier, nl Netlink) *Applier {
 	return &Applier{Netfilter: nf, Addrs: ifaddr.Owned{Netlink: nl, Dev: Dev, Label: Label, Log: nf.Log}, Conntrack: nl}
 }
+
+// Announce is the real Applier.Announce: two gratuitous ARP requests per
+// address.
+func Announce(dev string, addrs []netip.Addr) error { return garp.Announce(dev, addrs, 2) }
 
 // Result says what an Apply changed.
 type Result struct {
@@ -87,11 +95,46 @@ func (a *Applier) Apply(ctx context.Context, d Desired) (Result, error) {
 		return res, err
 	}
 	res.Added = len(plan.Add)
+	a.announce(plan.Add, d.Mappings)
 	t3 := time.Now()
 	res.Ended = a.endConnections(plan.Del, d.Mappings)
 	a.log().Debug("apply phases", "addresses_read_removed", t1.Sub(t0), "rules", t2.Sub(t1), "addresses_added", t3.Sub(t2), "conntrack", time.Since(t3))
 	res.Changed = rr.Changed || res.Added > 0 || res.Removed > 0
 	return res, nil
+}
+
+// announce sends gratuitous ARP for the public addresses just added, on
+// the NIC of each one's network: the addresses live on lo, out of
+// keepalived's hands, so after a failover the upstream gateway would go on
+// sending their traffic to the old master until its ARP cache expired.
+// Best effort: a failure is logged, the mapping stays.
+func (a *Applier) announce(added []netip.Prefix, maps []Mapping) {
+	if a.Announce == nil || len(added) == 0 {
+		return
+	}
+	out := map[netip.Addr]string{}
+	for _, m := range maps {
+		out[m.External] = m.Out
+	}
+	byDev := map[string][]netip.Addr{}
+	var devs []string
+	for _, p := range added {
+		dev := out[p.Addr()]
+		if dev == "" {
+			continue // a routed block: nobody on a link of ours asks for it
+		}
+		if _, ok := byDev[dev]; !ok {
+			devs = append(devs, dev)
+		}
+		byDev[dev] = append(byDev[dev], p.Addr())
+	}
+	for _, dev := range devs {
+		if err := a.Announce(dev, byDev[dev]); err != nil {
+			a.log().Warn("announcing public addresses (gratuitous ARP)", "dev", dev, "err", err)
+			continue
+		}
+		a.log().Debug("announced", "dev", dev, "count", len(byDev[dev]))
+	}
 }
 
 // endConnections deletes the conntrack entries of the public addresses that

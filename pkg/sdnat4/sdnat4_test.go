@@ -555,3 +555,45 @@ func TestStateFile(t *testing.T) {
 		t.Errorf("status during an outage with a dead daemon's state file: %v", err)
 	}
 }
+
+// New public addresses are announced (gratuitous ARP) on the NIC of their
+// network, once: an unchanged apply announces nothing, a returning address
+// is announced again.
+func TestApplyAnnouncesNewAddresses(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, guideEnv)
+	var sent []string
+	a := w.applier()
+	a.Announce = func(dev string, addrs []netip.Addr) error {
+		for _, x := range addrs {
+			sent = append(sent, dev+" "+x.String())
+		}
+		return nil
+	}
+	d := w.desired(t)
+	if _, err := a.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, m := range d.Mappings {
+		if m.Out != "" {
+			want = append(want, m.Out+" "+m.External.String())
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("the guide example maps no address on a NIC of the router")
+	}
+	if d := cmp.Diff(want, sent); d != "" {
+		t.Fatalf("announced (-want +got):\n%s", d)
+	}
+	sent = nil
+	if _, err := a.Apply(ctx, d); err != nil || len(sent) != 0 {
+		t.Fatalf("an unchanged apply announced %v (%v)", sent, err)
+	}
+	if err := a.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, d); err != nil || len(sent) != len(want) {
+		t.Fatalf("re-added addresses announced %v, want %v (%v)", sent, want, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -31,6 +32,10 @@ type Service struct {
 	Gate func(onegate.Config, *slog.Logger) (Gate, func(), error)
 	// Netlink opens the netlink seam (System when nil).
 	Netlink func() (Netlink, func(), error)
+	// Announce sends gratuitous ARP for new public addresses (the real
+	// Announce when nil and Netlink is the system's; nothing is sent when
+	// a test fakes Netlink and leaves this nil).
+	Announce func(dev string, addrs []netip.Addr) error
 }
 
 // Info describes one-sdnat4.
@@ -66,6 +71,18 @@ func (s Service) netlink() (Netlink, func(), error) {
 		return s.Netlink()
 	}
 	return System()
+}
+
+// applier is the daemon's Applier, announcing the addresses it adds.
+func (s Service) applier(rt *cli.Runtime, nl Netlink) *Applier {
+	a := NewApplier(rt.Netfilter, nl)
+	switch {
+	case s.Announce != nil:
+		a.Announce = s.Announce
+	case s.Netlink == nil:
+		a.Announce = Announce
+	}
+	return a
 }
 
 func (s Service) gate() func(onegate.Config, *slog.Logger) (Gate, func(), error) {
@@ -126,7 +143,7 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	defer func() { _ = rt.Root.Remove(StatePath) }()
 	d := &Daemon{
 		Log:     rt.Log,
-		Apply:   NewApplier(rt.Netfilter, nl),
+		Apply:   s.applier(rt, nl),
 		NewGate: s.gate(),
 		Reload:  reload,
 		LoadSpec: func() (Spec, error) {

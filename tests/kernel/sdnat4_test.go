@@ -182,11 +182,26 @@ func TestSDNAT4(t *testing.T) {
 		}
 	})
 
+	// The internet host still thinks 203.0.113.20 is elsewhere (a former
+	// master): the mapping's gratuitous ARP must correct it, with no
+	// traffic that would make it ask.
+	lab.MustRun(t, st.inet, "ip", "neigh", "replace", "203.0.113.20", "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale")
 	daemon, err := st.lab.Start(st.router, "one-sdnat4", "mappings applied", lab.Bin("one-sdnat4"), "--debug", "start")
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantMapped(t, st, "203.0.113.20", "203.0.113.50")
+	t.Run("new public addresses are announced by gratuitous ARP", func(t *testing.T) {
+		link := lab.MustRun(t, st.router, "ip", "-o", "link", "show", "dev", "eth0")
+		_, rest, _ := strings.Cut(link, "link/ether ")
+		mac, _, _ := strings.Cut(rest, " ")
+		eventually(t, "the internet host's ARP entry for 203.0.113.20", func() error {
+			if n := lab.MustRun(t, st.inet, "ip", "neigh", "show", "203.0.113.20", "dev", "eth0"); !strings.Contains(n, "lladdr "+mac) {
+				return fmt.Errorf("%q, want the router's %s", strings.TrimSpace(n), mac)
+			}
+			return nil
+		})
+	})
 
 	t.Run("the internet reaches a VM through its public address (TCP, UDP, ICMP)", func(t *testing.T) {
 		expect(t, st.inet, "tcp", "203.0.113.20:80", "name=vm20", "local=10.0.1.20:80", "peer=203.0.113.100:")
