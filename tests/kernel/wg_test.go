@@ -191,6 +191,15 @@ func TestWGTunnel(t *testing.T) {
 	if code, out := runCode(r, "one-wg", "status"); code != 3 || !strings.Contains(out, "does not exist") {
 		t.Errorf("one-wg status after the crash: exit %d, want 3\n%s", code, out)
 	}
+	// stop after the crash clears what the killed wireguard-go left: its
+	// socket (wgctrl and `wg show` would still list a device that does
+	// not answer) and the runtime files.
+	if out, err := lab.Run(context.Background(), r, "one-wg", "stop"); err != nil {
+		t.Fatalf("stop after the crash: %v %s", err, out)
+	}
+	if out, _ := lab.Run(context.Background(), r, "sh", "-c", "ls /var/run/wireguard/ /run/one-wg/ 2>/dev/null"); strings.Contains(out, "wg0.sock") || strings.Contains(out, ".pid") {
+		t.Errorf("left after stop of a crashed wireguard-go:\n%s", out)
+	}
 	if out, err := r.RC("one-wg", "restart"); err != nil {
 		t.Fatalf("restart after the crash: %v\n%s", err, out)
 	}
