@@ -82,9 +82,12 @@ type Result struct {
 	Changes []string
 }
 
+// notFound reports a link that is not there: looked up by name, or gone by
+// the time it is deleted (ENODEV: a killed wireguard-go's TUN device
+// vanishes as the kernel closes its file).
 func notFound(err error) bool {
 	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf)
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
 // pid reads the recorded wireguard-go PID (0 when none).
