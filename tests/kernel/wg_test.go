@@ -164,6 +164,18 @@ func TestWGTunnel(t *testing.T) {
 	// The server's tunnel address answers too (its /32 is in AllowedIPs).
 	lab.MustRun(t, w.inet, "ping", "-c1", "-W2", "169.254.33.1")
 
+	// Applied again (reload): wgctrl's view of the live device matches,
+	// so nothing is reconfigured, the same wireguard-go serves and the
+	// client's session stays.
+	goPIDs := r.PIDs("wireguard-go")
+	if code, out := runCode(r, "one-wg", "start"); code != 0 || !strings.Contains(out, "changes=0") {
+		t.Errorf("second start: exit %d\n%s", code, out)
+	}
+	if got := r.PIDs("wireguard-go"); len(got) != 1 || got[0] != goPIDs[0] {
+		t.Errorf("wireguard-go %v, then %v", goPIDs, got)
+	}
+	reach(t, w.inet, 10*time.Second)
+
 	// Restart: same keys; the unchanged client reconnects.
 	if out, err := r.RC("one-wg", "restart"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
