@@ -82,9 +82,12 @@ type Result struct {
 	Changes []string
 }
 
+// notFound reports a link that is not there: looked up by name, or gone by
+// the time it is deleted (ENODEV: a killed wireguard-go's TUN device
+// vanishes as the kernel closes its file).
 func notFound(err error) bool {
 	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf)
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
 // pid reads the recorded wireguard-go PID (0 when none).
@@ -287,11 +290,14 @@ func (s *System) Teardown(ctx context.Context, dev string) ([]string, error) {
 	if len(devs) == 0 {
 		devs = append(devs, DefaultDevice)
 	}
-	if pid := s.pid(); pid > 0 && s.Userspace.Alive(pid) {
-		// wireguard-go removes its TUN device as it exits.
-		if err := s.Userspace.Stop(ctx, pid, devs[0]); err != nil {
+	if pid := s.pid(); pid > 0 {
+		// wireguard-go removes its TUN device as it exits. A killed one
+		// leaves its socket, which Stop removes too.
+		alive := s.Userspace.Alive(pid)
+		switch err := s.Userspace.Stop(ctx, pid, devs[0]); {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("stopping wireguard-go: %w", err))
-		} else {
+		case alive:
 			done = append(done, "wireguard-go stopped (pid "+strconv.Itoa(pid)+")")
 		}
 	}

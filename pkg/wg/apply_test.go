@@ -203,3 +203,28 @@ func TestInspectHandshakes(t *testing.T) {
 		t.Errorf("details %v", live.Details)
 	}
 }
+
+// wireguard-go killed a moment before start or stop runs: its TUN device is
+// still listed but gone when deleted (ENODEV), which is no error.
+func TestApplyAfterKill(t *testing.T) {
+	f := newFakeSystem(false)
+	sys := f.system(fsroot.Root(t.TempDir()))
+	ctx := context.Background()
+	_, d := desired(t, &seqKeys{})
+	res, err := sys.Apply(ctx, d)
+	must(t, err)
+	f.kill(res.PID)
+	res, err = sys.Apply(ctx, d)
+	must(t, err)
+	if !res.Created || f.starts != 2 {
+		t.Errorf("after the kill: %+v starts=%d", res, f.starts)
+	}
+	checkDevice(t, f, d)
+	f.kill(res.PID)
+	if _, err := sys.Teardown(ctx, "wg0"); err != nil {
+		t.Errorf("teardown after the kill: %v", err)
+	}
+	if len(f.links) != 0 {
+		t.Errorf("links %v", f.linkNames())
+	}
+}

@@ -48,6 +48,9 @@ type fakeSystem struct {
 	procs    map[int]string // running wireguard-go: pid → device
 	nextPID  int
 	sc       *sysctl.Fake
+	// vanishing: links of a killed wireguard-go that the kernel has not
+	// removed yet; they are gone by the time they are deleted.
+	vanishing map[string]bool
 	// counters
 	configures, starts int
 	failStart          error
@@ -56,7 +59,7 @@ type fakeSystem struct {
 func newFakeSystem(kernelWG bool) *fakeSystem {
 	return &fakeSystem{
 		kernelWG: kernelWG, links: map[string]*fakeLink{}, devs: map[string]*wgtypes.Device{},
-		procs: map[int]string{}, nextPID: 1000, sc: sysctl.NewFake(nil),
+		procs: map[int]string{}, nextPID: 1000, sc: sysctl.NewFake(nil), vanishing: map[string]bool{},
 	}
 }
 
@@ -117,8 +120,12 @@ func (f *fakeSystem) LinkAdd(link netlink.Link) error {
 
 func (f *fakeSystem) LinkDel(link netlink.Link) error {
 	name := link.Attrs().Name
-	if _, ok := f.links[name]; !ok {
-		return linkNotFound
+	if _, ok := f.links[name]; !ok || f.vanishing[name] {
+		// The kernel answers a deletion of a link that is gone with
+		// ENODEV, not a LinkNotFoundError.
+		f.delLink(name)
+		delete(f.vanishing, name)
+		return unix.ENODEV
 	}
 	f.delLink(name)
 	return nil
@@ -251,6 +258,15 @@ func (f *fakeSystem) Stop(_ context.Context, pid int, _ string) error {
 
 // crash kills wireguard-go: its TUN device goes with it.
 func (f *fakeSystem) crash(pid int) { _ = f.Stop(context.Background(), pid, "") }
+
+// kill kills wireguard-go a moment before the kernel removes its TUN
+// device: the link is still listed, and gone when deleted.
+func (f *fakeSystem) kill(pid int) {
+	dev := f.procs[pid]
+	delete(f.procs, pid)
+	delete(f.devs, dev)
+	f.vanishing[dev] = true
+}
 
 // linkNames lists the links, sorted.
 func (f *fakeSystem) linkNames() []string {

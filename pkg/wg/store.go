@@ -61,8 +61,9 @@ func WGAttrs(tmpl map[string]string) map[string]string {
 
 // Choice is the stored configuration Choose picked.
 type Choice struct {
-	From      *Stored // nil: nothing usable is stored
-	Server    storedServer
+	From   *Stored // nil: nothing usable is stored
+	Server storedServer
+	// Timestamp is From's, or the unusable newest one's when Rejected.
 	Timestamp int64
 	// Rejected: the newest stored configuration was not usable.
 	Rejected bool
@@ -110,7 +111,7 @@ func Choose(cands []Stored) Choice {
 		ch.From, ch.Server, ch.Timestamp = c.s, srv, c.ts
 		return ch
 	}
-	ch.Rejected = true
+	ch.Rejected, ch.Timestamp = true, cs[0].ts
 	return ch
 }
 
@@ -238,19 +239,17 @@ func Resolve(spec Spec, ch Choice, gen KeyGen, now time.Time) (Resolved, error) 
 		attrs[AttrPeer+strconv.Itoa(p.Index)] = base64.StdEncoding.EncodeToString(ClientConf(cfg, p, spec.EndpointAddr(), spec.Private))
 	}
 	plan.Timestamp = now.Unix()
-	if ch.From != nil {
-		plan.Changed = !sameAttrs(ch.From.Attrs, attrs)
-		switch {
-		case !plan.Changed:
-			plan.Timestamp = ch.Timestamp
-		case plan.Timestamp <= ch.Timestamp:
-			// A clock behind the stored timestamp (another instance's,
-			// or a timestamp from the future) must still make this
-			// configuration the newest.
-			plan.Timestamp = ch.Timestamp + 1
-		}
-	} else {
-		plan.Changed = true
+	plan.Changed = ch.From == nil || !sameAttrs(ch.From.Attrs, attrs)
+	switch {
+	case !plan.Changed:
+		plan.Timestamp = ch.Timestamp
+	case plan.Timestamp <= ch.Timestamp:
+		// A clock behind the stored timestamp (another instance's, or
+		// a timestamp from the future) must still make this
+		// configuration the newest; so must it over an unusable one
+		// that a VM OneGate could not write still holds, or every
+		// start would make new keys again.
+		plan.Timestamp = ch.Timestamp + 1
 	}
 	attrs[AttrTimestamp] = strconv.FormatInt(plan.Timestamp, 10)
 	return Resolved{Config: cfg, Attrs: attrs, Plan: plan}, nil

@@ -190,6 +190,20 @@ func TestNewestUnusableIsFresh(t *testing.T) {
 			t.Error("the command was carried over")
 		}
 	}
+	// An unusable one from the future (a VM OneGate cannot write keeps
+	// it): the fresh configuration is still the newest, so the next start
+	// reuses it instead of making new keys again.
+	future := withAttrs(old, AttrServer+"=!!!", AttrTimestamp+"="+strconv.FormatInt(t0.Unix()+3600, 10))
+	future.Source = "VM 11"
+	r, err := Resolve(spec, Choose([]Stored{old, future}), keys, t0.Add(time.Minute))
+	must(t, err)
+	if r.Plan.Timestamp != t0.Unix()+3601 {
+		t.Errorf("fresh over a future unusable one: timestamp %d", r.Plan.Timestamp)
+	}
+	next := Choose([]Stored{old, future, {Source: "the local copy", Attrs: r.Attrs}})
+	if next.From == nil || next.From.Source != "the local copy" {
+		t.Errorf("the next start chose %+v", next.From)
+	}
 }
 
 func TestResolveReuse(t *testing.T) {

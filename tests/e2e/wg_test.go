@@ -117,6 +117,31 @@ func TestWGFailover(t *testing.T) {
 	if len(after) != len(writes) {
 		t.Errorf("the new master published again (%d writes)", len(after)-len(writes))
 	}
+
+	// wireguard-go dies on the serving instance: OpenRC says one-wg
+	// crashed, one-failover restarts it with the same keys, and the
+	// untouched client gets through again.
+	old := b.PIDs("wireguard-go")
+	if len(old) != 1 || b.Kill("wireguard-go") != 1 {
+		t.Fatalf("wireguard-go processes on the new master: %v", old)
+	}
+	killed := time.Now()
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if p := b.PIDs("wireguard-go"); len(p) != 1 || p[0] == old[0] || b.ServiceState("one-wg") != "started" {
+			return &stateErr{fmt.Sprintf("wireguard-go %v, one-wg %s", p, b.ServiceState("one-wg"))}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("one-failover did not restart one-wg: %v\n%s", err, failoverLog(b))
+	}
+	if got := strings.TrimSpace(lab.MustRun(t, b, "wg", "show", "wg0", "public-key")); got != pub {
+		t.Fatalf("the restarted server's key differs")
+	}
+	wgReach(t, client, 60*time.Second)
+	t.Logf("the client reached the VM again %s after wireguard-go was killed", time.Since(killed).Round(100*time.Millisecond))
+	if after2, err := gate.Writes(h.Inet); err != nil || len(after2) != len(writes) {
+		t.Errorf("the restart published again: %v", err)
+	}
 }
 
 // waitWG waits until r runs one-wg (or, with want false, does not).

@@ -164,6 +164,18 @@ func TestWGTunnel(t *testing.T) {
 	// The server's tunnel address answers too (its /32 is in AllowedIPs).
 	lab.MustRun(t, w.inet, "ping", "-c1", "-W2", "169.254.33.1")
 
+	// Applied again (reload): wgctrl's view of the live device matches,
+	// so nothing is reconfigured, the same wireguard-go serves and the
+	// client's session stays.
+	goPIDs := r.PIDs("wireguard-go")
+	if code, out := runCode(r, "one-wg", "start"); code != 0 || !strings.Contains(out, "changes=0") {
+		t.Errorf("second start: exit %d\n%s", code, out)
+	}
+	if got := r.PIDs("wireguard-go"); len(got) != 1 || got[0] != goPIDs[0] {
+		t.Errorf("wireguard-go %v, then %v", goPIDs, got)
+	}
+	reach(t, w.inet, 10*time.Second)
+
 	// Restart: same keys; the unchanged client reconnects.
 	if out, err := r.RC("one-wg", "restart"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
@@ -190,6 +202,15 @@ func TestWGTunnel(t *testing.T) {
 	}
 	if code, out := runCode(r, "one-wg", "status"); code != 3 || !strings.Contains(out, "does not exist") {
 		t.Errorf("one-wg status after the crash: exit %d, want 3\n%s", code, out)
+	}
+	// stop after the crash clears what the killed wireguard-go left: its
+	// socket (wgctrl and `wg show` would still list a device that does
+	// not answer) and the runtime files.
+	if out, err := lab.Run(context.Background(), r, "one-wg", "stop"); err != nil {
+		t.Fatalf("stop after the crash: %v %s", err, out)
+	}
+	if out, _ := lab.Run(context.Background(), r, "sh", "-c", "ls /var/run/wireguard/ /run/one-wg/ 2>/dev/null"); strings.Contains(out, "wg0.sock") || strings.Contains(out, ".pid") {
+		t.Errorf("left after stop of a crashed wireguard-go:\n%s", out)
 	}
 	if out, err := r.RC("one-wg", "restart"); err != nil {
 		t.Fatalf("restart after the crash: %v\n%s", err, out)
