@@ -20,7 +20,9 @@ type Result struct {
 
 // Apply writes the file and converges the live values, writing only those
 // that differ, in order. When a global switch has to change (which resets
-// every interface) the management NICs get their previous value back.
+// every interface) every interface Router4 does not set gets its previous
+// value back: the management NICs, and the links other services made and
+// set (one-wg's wg0 forwards the VPN's traffic).
 func Apply(ctx context.Context, sc sysctl.Interface, root fsroot.Root, d Desired, log *slog.Logger) (Result, error) {
 	var res Result
 	changed, err := root.WriteFile(SysctlFile, d.File, 0o644)
@@ -29,7 +31,14 @@ func Apply(ctx context.Context, sc sysctl.Interface, root fsroot.Root, d Desired
 	}
 	res.File = changed
 	saved := map[string]string{}
-	for _, n := range d.Untouched {
+	others, err := sc.Interfaces()
+	if err != nil {
+		return res, fmt.Errorf("listing interfaces: %w", err)
+	}
+	for _, n := range append(others, d.Untouched...) {
+		if d.owns(n) {
+			continue
+		}
 		if v, err := sc.Get(ForwardingKey(n)); err == nil {
 			saved[n] = v
 		}
@@ -60,7 +69,7 @@ func Apply(ctx context.Context, sc sysctl.Interface, root fsroot.Root, d Desired
 		for n, v := range saved {
 			if cur, _ := sc.Get(ForwardingKey(n)); cur != v {
 				if err := sc.Set(ForwardingKey(n), v); err != nil {
-					return res, fmt.Errorf("restoring management NIC %s forwarding: %w", n, err)
+					return res, fmt.Errorf("restoring the forwarding of %s: %w", n, err)
 				}
 				res.Writes++
 			}

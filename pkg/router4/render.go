@@ -21,6 +21,17 @@ type Desired struct {
 	Untouched []string
 }
 
+// owns reports whether d sets the forwarding of interface n.
+func (d Desired) owns(n string) bool {
+	k := ForwardingKey(n)
+	for _, st := range d.Settings {
+		if st.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
 // ForwardingKey is the per-interface forwarding sysctl.
 func ForwardingKey(nic string) string { return "net.ipv4.conf." + nic + ".forwarding" }
 

@@ -47,6 +47,8 @@ func kernel() *sysctl.Fake {
 		"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.forwarding": "1", "net.ipv4.conf.default.forwarding": "1",
 		"net.ipv4.conf.lo.forwarding": "1", "net.ipv4.conf.eth0.forwarding": "1", "net.ipv4.conf.eth1.forwarding": "1",
 		"net.ipv4.conf.eth2.forwarding": "1", "net.ipv4.conf.eth3.forwarding": "1",
+		// A link another service made and set (one-wg's device).
+		"net.ipv4.conf.wg0.forwarding": "1",
 	})
 }
 
@@ -65,10 +67,11 @@ func TestStartTwiceStopTwice(t *testing.T) {
 	}
 	want := map[string]string{
 		"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.forwarding": "0", "net.ipv4.conf.default.forwarding": "0",
-		"net.ipv4.conf.lo.forwarding": "0", "net.ipv4.conf.eth0.forwarding": "1", "net.ipv4.conf.eth1.forwarding": "1",
+		"net.ipv4.conf.eth0.forwarding": "1", "net.ipv4.conf.eth1.forwarding": "1",
 		"net.ipv4.conf.eth2.forwarding": "0",
-		// The management NIC keeps its value although the global switch reset it.
-		"net.ipv4.conf.eth3.forwarding": "1",
+		// The management NIC, and the links Router4 does not own, keep
+		// their value although the global switch reset them.
+		"net.ipv4.conf.eth3.forwarding": "1", "net.ipv4.conf.wg0.forwarding": "1", "net.ipv4.conf.lo.forwarding": "1",
 	}
 	if d := cmp.Diff(want, sc.Values); d != "" {
 		t.Fatalf("after start (-want +got):\n%s", d)

@@ -17,6 +17,9 @@ import (
 type Interface interface {
 	Get(key string) (string, error)
 	Set(key, value string) error
+	// Interfaces lists the network interfaces with IPv4 settings
+	// (net.ipv4.conf.<if>), "all" and "default" left out.
+	Interfaces() ([]string, error)
 }
 
 // Proc is the real /proc/sys.
@@ -46,6 +49,21 @@ func (p Proc) Set(key, value string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Interfaces lists the directories of /proc/sys/net/ipv4/conf.
+func (p Proc) Interfaces() ([]string, error) {
+	ents, err := os.ReadDir(p.Root.Path("/proc/sys/net/ipv4/conf"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if n := e.Name(); n != "all" && n != "default" {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // Fake is an in-memory sysctl tree that models the forwarding quirk: writing
@@ -96,6 +114,21 @@ func (f *Fake) Set(key, value string) error {
 		f.Values["net.ipv4.ip_forward"] = value
 	}
 	return nil
+}
+
+// Interfaces lists the interfaces that have a forwarding key.
+func (f *Fake) Interfaces() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k := range f.Values {
+		n, ok := strings.CutPrefix(k, "net.ipv4.conf.")
+		if n, ok = strings.CutSuffix(n, ".forwarding"); ok && n != "all" && n != "default" {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // String lists the values, sorted, for test failure messages.

@@ -226,6 +226,8 @@ func TestRouter4(t *testing.T) {
 	fwd := func(nic string) string {
 		return strings.TrimSpace(lab.MustRun(t, nt.router, "sysctl", "-n", "net.ipv4.conf."+nic+".forwarding"))
 	}
+	// A link another service made (one-wg's device, say) forwards too.
+	lab.MustRun(t, nt.router, "ip", "link", "add", "vpn0", "type", "veth", "peer", "name", "vpn1")
 	// The management NIC forwards before; the global switch is on.
 	lab.MustRun(t, nt.router, "sysctl", "-qw", "net.ipv4.conf.all.forwarding=1")
 	if out, err := nt.one(t, "one-nat4", "start"); err != nil {
@@ -234,8 +236,8 @@ func TestRouter4(t *testing.T) {
 	if out, err := nt.one(t, "one-router4", "start", "ONEAPP_VNF_ROUTER4_INTERFACES=eth0"); err != nil {
 		t.Fatal(err, out)
 	}
-	if fwd("eth0") != "1" || fwd("eth1") != "0" || fwd("eth2") != "1" || fwd("all") != "0" {
-		t.Fatalf("eth0=%s eth1=%s eth2(management)=%s all=%s", fwd("eth0"), fwd("eth1"), fwd("eth2"), fwd("all"))
+	if fwd("eth0") != "1" || fwd("eth1") != "0" || fwd("eth2") != "1" || fwd("vpn0") != "1" || fwd("all") != "0" {
+		t.Fatalf("eth0=%s eth1=%s eth2(management)=%s vpn0(not Router4's)=%s all=%s", fwd("eth0"), fwd("eth1"), fwd("eth2"), fwd("vpn0"), fwd("all"))
 	}
 	// eth1 does not forward: the VM's traffic stops at the router.
 	if out, err := probe(nt.vm1, "tcp", "203.0.113.100:7000"); err == nil {
