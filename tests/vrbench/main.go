@@ -103,10 +103,12 @@ func main() {
 			os.Exit(1)
 		}
 		b.lab = l
+		stop := l.CloseOnSignal()
 		if err := g.run(b); err != nil {
 			fmt.Fprintf(os.Stderr, "vrbench %s: %v\n", g.name, err)
 			failed = true
 		}
+		stop()
 		if err := l.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
 		}

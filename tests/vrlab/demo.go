@@ -192,7 +192,9 @@ func demo(verbose bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	stop := l.CloseOnSignal()
 	defer func() {
+		stop()
 		if err := l.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
 		}
