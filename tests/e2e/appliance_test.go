@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,20 +15,8 @@ import (
 // The appliance tests install each router the way the image does (every
 // service's install verb plus alpine/rootfs: the driver and one-context's
 // hooks) and contextualize it the way one-context does (one_env, then the
-// net-90-service-appliance hook). Services not implemented yet are not
-// installed; the driver skips them. A service that plugs in is one more
-// name here and a fragment of applianceShared.
-var applianceServices = []string{"one-failover", "one-router4", "one-nat4"}
-
-// applianceShared is the context both routers share.
-const applianceShared = `export VROUTER_ID="1"
-export VROUTER_KEEPALIVED_ID="20"
-export VROUTER_KEEPALIVED_PASSWORD="e2e"
-export ONEAPP_VNF_ROUTER4_ENABLED="YES"
-export ONEAPP_VNF_NAT4_ENABLED="YES"
-export ONEAPP_VNF_NAT4_INTERFACES_OUT="eth0"
-export ONEAPP_VNF_NAT4_PORT_FWD0="<ETH0_VIP0>:8080:10.0.0.12:80"
-`
+// net-90-service-appliance hook). Services not given are not installed; the
+// driver skips them.
 
 // appliance is an HA lab whose routers run the appliance.
 type appliance struct {
@@ -39,10 +26,9 @@ type appliance struct {
 	gate *sim.Process
 }
 
-// bootAppliance builds the HA lab (two routers, one VM), starts the lab's
-// servers (the internet host on :7000, the VM on :80 and :81), installs the
-// appliance with services (applianceServices when none) in both routers
-// and boots them with the shared context.
+// bootAppliance builds the HA lab (haLab), installs the appliance with
+// services (haServices when none) in both routers and boots them with the
+// shared context.
 func bootAppliance(t *testing.T, shared string, services ...string) *appliance {
 	t.Helper()
 	return bootApplianceWith(t, shared, nil, services...)
@@ -53,27 +39,12 @@ func bootAppliance(t *testing.T, shared string, services ...string) *appliance {
 // function it returns, when not nil, gives router i's own context lines.
 func bootApplianceWith(t *testing.T, shared string, setup func(t *testing.T, a *appliance) func(i int) string, services ...string) *appliance {
 	t.Helper()
-	l := needLab(t)
-	h, err := l.HA(2, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []struct {
-		host lab.Host
-		args []string
-	}{
-		{h.Inet, []string{"--tcp", ":7000", "--udp", ":7000", "--name", "inet"}},
-		{h.VMs[0], []string{"--tcp", ":80", "--tcp", ":81", "--name", "vm1"}},
-	} {
-		if _, err := l.Start(s.host, "nettool", "ready", append([]string{lab.Bin("nettool"), "serve"}, s.args...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := haLab(t)
 	a := &appliance{HA: h, env: make([]string, len(h.Routers))}
+	if len(services) == 0 {
+		services = haServices
+	}
 	for _, r := range h.Routers {
-		if len(services) == 0 {
-			services = applianceServices
-		}
 		if err := r.InstallAppliance(services...); err != nil {
 			t.Fatal(err)
 		}
@@ -92,31 +63,17 @@ func bootApplianceWith(t *testing.T, shared string, setup func(t *testing.T, a *
 }
 
 // contextualize gives every router its context (env(i)) and runs the
-// one-context hook on all of them at once, as OpenNebula updates the
-// routers of a virtual router together. It returns when every driver is
-// done; the one-failover daemons act on it about a second later.
+// one-context hook on all of them at once (lab.HA.Contextualize). It
+// returns when every driver is done; the one-failover daemons act on it
+// about a second later.
 func (a *appliance) contextualize(t *testing.T, env func(i int) string) time.Time {
 	t.Helper()
 	since := time.Now()
-	var wg sync.WaitGroup
-	errs := make([]error, len(a.Routers))
-	for i, r := range a.Routers {
+	for i := range a.Routers {
 		a.env[i] = env(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, err := r.Contextualize(a.env[i])
-			if err == nil && status != "bootstrap_success" {
-				err = fmt.Errorf("%s: status %q after the contextualization", r.Role, status)
-			}
-			errs[i] = err
-		}()
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := a.Contextualize(func(i int) string { return a.env[i] }); err != nil {
+		t.Fatal(err)
 	}
 	return since
 }
@@ -134,7 +91,7 @@ func (a *appliance) serving(t *testing.T) (m, b *lab.Router) {
 	waitServing(t, b, false)
 	// Settled: the master's last serve and the backup's quiesce are done.
 	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		if len(failoverLines(m, time.Time{}, "msg=applied", "action=serve")) == 0 || len(failoverLines(b, time.Time{}, "msg=applied", "action=quiesce")) == 0 {
+		if len(m.FailoverLines(time.Time{}, "msg=applied", "action=serve")) == 0 || len(b.FailoverLines(time.Time{}, "msg=applied", "action=quiesce")) == 0 {
 			return fmt.Errorf("one-failover has not served on %s and quiesced on %s", m.Role, b.Role)
 		}
 		return nil
@@ -144,12 +101,6 @@ func (a *appliance) serving(t *testing.T) (m, b *lab.Router) {
 	return m, b
 }
 
-// failoverLines returns r's one-failover log lines containing every word,
-// written after since.
-func failoverLines(r *lab.Router, since time.Time, words ...string) []string {
-	return r.FailoverLines(since, words...)
-}
-
 // reconciled waits until the master's one-failover carried out the
 // reconcile of a contextualization that started at since, and the backup's
 // took the new context, and returns the master's reconcile lines.
@@ -157,12 +108,12 @@ func (a *appliance) reconciled(t *testing.T, m *lab.Router, since time.Time) []s
 	t.Helper()
 	var lines []string
 	err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		lines = failoverLines(m, since, "msg=applied", "action=reconcile")
+		lines = m.FailoverLines(since, "msg=applied", "action=reconcile")
 		if len(lines) == 0 {
 			return fmt.Errorf("%s: no reconcile since %s", m.Role, since.Format(time.RFC3339Nano))
 		}
 		for _, r := range a.Routers {
-			if len(failoverLines(r, since, `msg="context reloaded"`)) == 0 {
+			if len(r.FailoverLines(since, `msg="context reloaded"`)) == 0 {
 				return fmt.Errorf("%s: the context was not reloaded", r.Role)
 			}
 		}
@@ -194,7 +145,7 @@ func (a *appliance) snapshot(t *testing.T, r *lab.Router) snapshot {
 func serviceVerbs(r *lab.Router, since time.Time) []string {
 	var out []string
 	re := regexp.MustCompile(`msg=service service=\S+ service=(\S+) verb=(\S+)`)
-	for _, l := range failoverLines(r, since, "msg=service ") {
+	for _, l := range r.FailoverLines(since, "msg=service ") {
 		if m := re.FindStringSubmatch(l); m != nil {
 			out = append(out, m[1]+" "+m[2])
 		}

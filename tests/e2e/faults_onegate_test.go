@@ -160,8 +160,7 @@ func lbReaches(t *testing.T, a *appliance, name string) {
 func daemonLogs(r *lab.Router) string {
 	var b strings.Builder
 	for _, svc := range []string{"one-sdnat4", "one-haproxy"} {
-		log, _ := r.ReadFile("/var/log/one-appliance/" + svc + ".log")
-		fmt.Fprintf(&b, "--- %s %s.log:\n%s\n", r.Role, svc, tail(string(log), 15))
+		b.WriteString(r.TailFile("/var/log/one-appliance/"+svc+".log", 15))
 	}
 	return b.String()
 }
@@ -182,7 +181,7 @@ func settled(t *testing.T, m, b *lab.Router) {
 			return fmt.Errorf("%s's services changed less than a second ago", m.Role)
 		}
 		for _, r := range []*lab.Router{m, b} {
-			lines := failoverLines(r, time.Now().Add(-2*time.Second))
+			lines := r.FailoverLines(time.Now().Add(-2 * time.Second))
 			if len(lines) > 0 {
 				return fmt.Errorf("%s: one-failover busy: %s", r.Role, lines[len(lines)-1])
 			}

@@ -25,7 +25,7 @@ var faultServices = []string{"one-failover", "one-router4", "one-nat4", "one-dns
 // master.
 var faultDaemons = []string{"one-dns", "one-dhcp4v2", "one-sdnat4", "one-haproxy", "one-wg"}
 
-const faultShared = applianceShared + `export ONEAPP_VNF_DNS_ENABLED="YES"
+const faultShared = haShared + `export ONEAPP_VNF_DNS_ENABLED="YES"
 export ONEAPP_VNF_DNS_INTERFACES="eth1"
 export ONEAPP_VNF_DNS_USE_ROOTSERVERS="NO"
 export ONEAPP_VNF_DNS_NAMESERVERS="203.0.113.100"
@@ -92,14 +92,7 @@ func TestFaults(t *testing.T) {
 // waitStarted waits until every svc is started on r.
 func waitStarted(t *testing.T, r *lab.Router, svcs ...string) {
 	t.Helper()
-	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		for _, s := range svcs {
-			if st := r.ServiceState(s); st != "started" {
-				return fmt.Errorf("%s: %s is %s", r.Role, s, st)
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := r.WaitServices(30*time.Second, true, svcs...); err != nil {
 		t.Fatalf("%v\n%s", err, failoverLog(r))
 	}
 }
@@ -151,8 +144,7 @@ func converged(t *testing.T, r *lab.Router, svc string) {
 func lease(t *testing.T, vm lab.Host, m *lab.Router) {
 	t.Helper()
 	if out, err := lab.Run(context.Background(), vm, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", "/bin/true"); err != nil {
-		log, _ := m.ReadFile("/var/log/one-appliance/one-dhcp4v2.log")
-		t.Fatalf("no DHCP lease: %v %s\n--- %s one-dhcp4v2.log:\n%s", err, out, m.Role, tail(string(log), 30))
+		t.Fatalf("no DHCP lease: %v %s\n%s", err, out, m.TailFile("/var/log/one-appliance/one-dhcp4v2.log", 30))
 	}
 }
 
@@ -214,14 +206,14 @@ func faultFailoverKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 		t.Fatal("no one-failover to kill")
 	}
 	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		if len(failoverLines(m, since, "msg=applied", "action=serve")) == 0 {
+		if len(m.FailoverLines(since, "msg=applied", "action=serve")) == 0 {
 			return fmt.Errorf("the respawned one-failover has not served")
 		}
 		return nil
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, failoverLog(m))
 	}
-	for _, l := range failoverLines(m, since, "msg=applied", "action=serve") {
+	for _, l := range m.FailoverLines(since, "msg=applied", "action=serve") {
 		if !strings.Contains(l, "started=0 reloaded=0 stopped=0 failed=0") {
 			t.Errorf("the respawned one-failover acted: %s", l)
 		}
@@ -273,7 +265,7 @@ func faultNICNoVIP(t *testing.T, a *appliance, m, b *lab.Router) {
 	if v := serviceVerbs(m, since); !slices.Equal(v, []string{"one-router4 reload"}) {
 		t.Fatalf("ran %v, want one-router4 reload alone\n%s", v, failoverLog(m))
 	}
-	if l := failoverLines(m, since, "service=one-router4", "verb=reload"); len(l) != 1 || !strings.Contains(l[0], `why="live state drifted"`) {
+	if l := m.FailoverLines(since, "service=one-router4", "verb=reload"); len(l) != 1 || !strings.Contains(l[0], `why="live state drifted"`) {
 		t.Errorf("one-router4 reloaded for another reason: %v", l)
 	}
 	if err := forwarding(m, "eth2", "1"); err != nil {
@@ -326,7 +318,7 @@ dd if=/dev/zero of=/etc/unbound/.filler bs=4k 2>/dev/null || true`
 	}
 	// one-failover tries to re-apply one-dns, which fails the same way.
 	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		if len(failoverLines(m, since, "msg=applied", "action=reconcile", "failed=1")) == 0 {
+		if len(m.FailoverLines(since, "msg=applied", "action=reconcile", "failed=1")) == 0 {
 			return fmt.Errorf("no failed reconcile")
 		}
 		return nil

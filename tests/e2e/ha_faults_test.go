@@ -147,9 +147,8 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 			if strings.Contains(log, "action=quiesce") || strings.Contains(log, "action=serve") {
 				t.Errorf("%s: one-failover changed role:\n%s", r.Role, log)
 			}
-			k, _ := r.ReadFile("/var/log/keepalived.log")
-			if !strings.Contains(string(k), "Reloading") {
-				t.Errorf("%s: keepalived was not reloaded:\n%s", r.Role, tail(string(k), 20))
+			if len(r.LogLines("/var/log/keepalived.log", "Reloading")) == 0 {
+				t.Errorf("%s: keepalived was not reloaded:\n%s", r.Role, r.TailFile("/var/log/keepalived.log", 20))
 			}
 		}
 		if log := logSince(m, logs[m]); !strings.Contains(log, "action=reconcile") {
@@ -290,8 +289,7 @@ export ONEAPP_VNF_CONNTRACKD_INTERFACE="eth1"
 		}
 		return nil
 	}); err != nil {
-		c, _ := b.ReadFile("/var/log/conntrackd.log")
-		t.Fatalf("%v\n%s", err, tail(string(c), 20))
+		t.Fatalf("%v\n%s", err, b.TailFile("/var/log/conntrackd.log", 20))
 	}
 	if err := m.Lose(); err != nil {
 		t.Fatal(err)
@@ -299,9 +297,8 @@ export ONEAPP_VNF_CONNTRACKD_INTERFACE="eth1"
 	waitServing(t, b, true)
 	if err := hold.Wait(); err != nil {
 		table, _ := lab.Run(context.Background(), b, "conntrack", "-L")
-		c, _ := b.ReadFile("/var/log/conntrackd.log")
-		t.Fatalf("the connection did not survive the failover: %v\n%s\n%s--- %s conntrack table:\n%s--- conntrackd.log:\n%s",
-			err, tail(hold.Output(), 5), failoverLog(b), b.Role, table, tail(string(c), 20))
+		t.Fatalf("the connection did not survive the failover: %v\n%s\n%s--- %s conntrack table:\n%s%s",
+			err, lab.TailLines(hold.Output(), 5), failoverLog(b), b.Role, table, b.TailFile("/var/log/conntrackd.log", 20))
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"github.com/hypercx/vrouter/tests/lab"
 )
 
-// services every HA router gets in these tests.
+// haServices are what every HA router gets in these tests, the appliance
+// ones included (those not installed, the driver skips).
 var haServices = []string{"one-failover", "one-router4", "one-nat4"}
 
+// haShared is the context every router shares.
 const haShared = `export VROUTER_ID="1"
 export VROUTER_KEEPALIVED_ID="10"
 export VROUTER_KEEPALIVED_PASSWORD="e2e"
@@ -21,18 +23,12 @@ export ONEAPP_VNF_NAT4_INTERFACES_OUT="eth0"
 export ONEAPP_VNF_NAT4_PORT_FWD0="<ETH0_VIP0>:8080:10.0.0.12:80"
 `
 
-// bootHA builds the HA lab, installs the services in every router with
-// their own install verbs and boots them with the shared context extra.
-func bootHA(t *testing.T, extra string) *lab.HA {
+// haLab builds the HA lab of these tests (two router instances, one VM)
+// and starts its servers: the internet host answers on TCP and UDP 7000,
+// the VM on TCP 80 and 81. It skips the test without the tools.
+func haLab(t *testing.T, tools ...string) *lab.HA {
 	t.Helper()
-	return bootHAWith(t, extra, haServices, nil)
-}
-
-// bootHAWith is bootHA with its own services, and before (when set) run
-// once the lab exists and before the routers boot.
-func bootHAWith(t *testing.T, extra string, services []string, before func(*lab.HA)) *lab.HA {
-	t.Helper()
-	l := needLab(t)
+	l := needLab(t, tools...)
 	h, err := l.HA(2, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -42,23 +38,45 @@ func bootHAWith(t *testing.T, extra string, services []string, before func(*lab.
 		args []string
 	}{
 		{h.Inet, []string{"--tcp", ":7000", "--udp", ":7000", "--name", "inet"}},
-		{h.VMs[0], []string{"--tcp", ":80", "--name", "vm1"}},
+		{h.VMs[0], []string{"--tcp", ":80", "--tcp", ":81", "--name", "vm1"}},
 	} {
 		if _, err := l.Start(s.host, "nettool", "ready", append([]string{lab.Bin("nettool"), "serve"}, s.args...)...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if before != nil {
-		before(h)
-	}
+	return h
+}
+
+// boot installs services in every router with their own install verbs and
+// boots router i with the context env(i) (lab.Router.Recontext).
+func boot(t *testing.T, h *lab.HA, services []string, env func(i int) string) {
+	t.Helper()
 	for i, r := range h.Routers {
 		if err := r.Install(services...); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Recontext(h.Context(i, extra), services...); err != nil {
+		if err := r.Recontext(env(i), services...); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// bootHA builds the HA lab and boots its routers with haServices and the
+// shared context extra.
+func bootHA(t *testing.T, extra string) *lab.HA {
+	t.Helper()
+	return bootHAWith(t, extra, haServices, nil)
+}
+
+// bootHAWith is bootHA with its own services, and before (when set) run
+// once the lab exists and before the routers boot.
+func bootHAWith(t *testing.T, extra string, services []string, before func(*lab.HA)) *lab.HA {
+	t.Helper()
+	h := haLab(t)
+	if before != nil {
+		before(h)
+	}
+	boot(t, h, services, func(i int) string { return h.Context(i, extra) })
 	return h
 }
 
@@ -66,15 +84,7 @@ func bootHAWith(t *testing.T, extra string, services []string, before func(*lab.
 // data-plane services of the test.
 func waitServing(t *testing.T, r *lab.Router, want bool, also ...string) {
 	t.Helper()
-	err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		for _, s := range append([]string{"one-router4", "one-nat4"}, also...) {
-			if st := r.ServiceState(s); (st == "started") != want {
-				return &stateErr{r.Role + ": " + s + " is " + st}
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := r.WaitServices(20*time.Second, want, append([]string{"one-router4", "one-nat4"}, also...)...); err != nil {
 		t.Fatalf("%v\n%s", err, failoverLog(r))
 	}
 }
@@ -83,18 +93,9 @@ type stateErr struct{ s string }
 
 func (e *stateErr) Error() string { return e.s }
 
+// failoverLog is the end of r's one-failover and keepalived logs.
 func failoverLog(r *lab.Router) string {
-	b, _ := r.ReadFile("/var/log/one-appliance/one-failover.log")
-	k, _ := r.ReadFile("/var/log/keepalived.log")
-	return "--- " + r.Role + " one-failover.log:\n" + tail(string(b), 40) + "--- keepalived.log:\n" + tail(string(k), 20)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return r.TailFile(lab.FailoverLogFile, 40) + r.TailFile("/var/log/keepalived.log", 20)
 }
 
 // probe asks a nettool server from h and returns its answer.

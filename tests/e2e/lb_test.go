@@ -26,36 +26,14 @@ export ONEAPP_VNF_HAPROXY_LB0_SERVER0_PORT="80"
 // on the master only; when the master node is lost, the backup takes the
 // VIP, starts them, and the load-balanced service answers again.
 func TestHAProxyFailover(t *testing.T) {
-	l := needLab(t, "haproxy")
-	h, err := l.HA(2, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Start(h.VMs[0], "nettool", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--name", "vm1"); err != nil {
-		t.Fatal(err)
-	}
-	services := []string{"one-failover", "one-haproxy"}
-	for i, r := range h.Routers {
-		if err := r.Install(services...); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Recontext(h.Context(i, lbShared), services...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := bootHAWith(t, lbShared, []string{"one-failover", "one-haproxy"}, nil)
 	m, err := h.Master(20 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := h.Other(m)
 	haproxyOn := func(r *lab.Router, want bool) error {
-		return lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-			running := r.ServiceState("one-haproxy") == "started" && r.ServiceState("haproxy") == "started"
-			if running != want {
-				return fmt.Errorf("%s: one-haproxy %s, haproxy %s", r.Role, r.ServiceState("one-haproxy"), r.ServiceState("haproxy"))
-			}
-			return nil
-		})
+		return r.WaitServices(20*time.Second, want, "one-haproxy", "haproxy")
 	}
 	for _, c := range []struct {
 		r    *lab.Router

@@ -18,14 +18,14 @@ import (
 // changes only NAT4's port forwards re-applies one-nat4 alone; a NIC
 // attached, then detached, is followed by every service.
 func TestRecontext(t *testing.T) {
-	a := bootAppliance(t, applianceShared)
+	a := bootAppliance(t, haShared)
 	m, b := a.serving(t)
 	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
 	// status is clean on both: the master applied everything, the backup
 	// (its services stopped by one-failover) nothing.
 	for _, r := range a.Routers {
-		for _, svc := range applianceServices {
+		for _, svc := range haServices {
 			rep, code := status(t, r, svc)
 			if code != 0 || rep.Applied != (r == m || svc == "one-failover") {
 				t.Errorf("%s %s status: exit %d %+v", r.Role, svc, code, rep)

@@ -37,14 +37,8 @@ var wgServices = []string{"one-failover", "one-router4", "one-wg"}
 // keys, nothing published anew) and the same client, untouched, reaches the
 // VM again.
 func TestWGFailover(t *testing.T) {
-	l := needLab(t, "wireguard-go", "wg", "wg-quick", "busybox")
-	h, err := l.HA(2, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Start(h.VMs[0], "nettool", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--name", "vm1"); err != nil {
-		t.Fatal(err)
-	}
+	h := haLab(t, "wireguard-go", "wg", "wg-quick", "busybox")
+	l := h.Lab
 	gate, err := sim.Start(l, h.Inet, lab.InetAddr+":5030", wgToken, "")
 	if err != nil {
 		t.Fatal(err)
@@ -56,14 +50,7 @@ func TestWGFailover(t *testing.T) {
 	if err := h.Public.Attach(client, "eth0", "203.0.113.50/24"); err != nil {
 		t.Fatal(err)
 	}
-	for i, r := range h.Routers {
-		if err := r.Install(wgServices...); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Recontext(h.Context(i, wgShared+fmt.Sprintf("export VMID=\"%d\"\n", 10+i)), wgServices...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	boot(t, h, wgServices, func(i int) string { return h.Context(i, wgShared+fmt.Sprintf("export VMID=\"%d\"\n", 10+i)) })
 	m, err := h.Master(20 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -147,15 +134,8 @@ func TestWGFailover(t *testing.T) {
 // waitWG waits until r runs one-wg (or, with want false, does not).
 func waitWG(t *testing.T, r *lab.Router, want bool) {
 	t.Helper()
-	err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		if st := r.ServiceState("one-wg"); (st == "started") != want {
-			return &stateErr{r.Role + ": one-wg is " + st}
-		}
-		return nil
-	})
-	if err != nil {
-		b, _ := r.ReadFile("/var/log/one-appliance/one-wg.log")
-		t.Fatalf("%v\n%s--- one-wg.log:\n%s", err, failoverLog(r), tail(string(b), 20))
+	if err := r.WaitServices(30*time.Second, want, "one-wg"); err != nil {
+		t.Fatalf("%v\n%s%s", err, failoverLog(r), r.TailFile("/var/log/one-appliance/one-wg.log", 20))
 	}
 }
 

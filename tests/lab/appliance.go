@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -56,9 +58,51 @@ func (r *Router) Contextualize(env string) (string, error) {
 	status, _ := r.ReadFile("/etc/one-appliance/status")
 	if err != nil {
 		log, _ := r.ReadFile("/var/log/one-appliance/configure.log")
-		return strings.TrimSpace(string(status)), fmt.Errorf("%s: contextualization failed: %v\n--- configure.log:\n%s", r.Role, err, tailLines(string(log), 30))
+		return strings.TrimSpace(string(status)), fmt.Errorf("%s: contextualization failed: %v\n--- configure.log:\n%s", r.Role, err, TailLines(string(log), 30))
 	}
 	return strings.TrimSpace(string(status)), nil
+}
+
+// Contextualize contextualizes every router at once (env(i) is router i's
+// one_env), as OpenNebula updates the instances of a virtual router
+// together, and returns when every driver is done; an error when one failed
+// or did not end with bootstrap_success.
+func (h *HA) Contextualize(env func(i int) string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.Routers))
+	for i, r := range h.Routers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, err := r.Contextualize(env(i))
+			if err == nil && status != "bootstrap_success" {
+				err = fmt.Errorf("%s: status %q after the contextualization", r.Role, status)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// WaitServices waits until every one of svcs is started in the instance
+// (started true) or none is (false), as rc-service status says.
+func (r *Router) WaitServices(timeout time.Duration, started bool, svcs ...string) error {
+	return Eventually(timeout, 100*time.Millisecond, func() error {
+		for _, s := range svcs {
+			if st := r.ServiceState(s); (st == "started") != started {
+				return fmt.Errorf("%s: %s is %s", r.Role, s, st)
+			}
+		}
+		return nil
+	})
+}
+
+// TailFile is the last n lines of one of the instance's files, headed
+// with its name (for failure messages).
+func (r *Router) TailFile(path string, n int) string {
+	b, _ := r.ReadFile(path)
+	return fmt.Sprintf("--- %s %s:\n%s\n", r.Role, path, TailLines(string(b), n))
 }
 
 // LogLines returns the lines of one of the instance's files that contain
@@ -229,7 +273,8 @@ func ChangedStarts(before, after map[string]string) []string {
 	return out
 }
 
-func tailLines(s string, n int) string {
+// TailLines is the last n lines of s.
+func TailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

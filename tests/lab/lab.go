@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -89,7 +90,7 @@ func Build() error {
 		{"bin", []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(tmp, "bin") + "/", "./cmd/..."}},
 		{"bin/lab", append([]string{"build", "-o", filepath.Join(tmp, "bin/lab") + "/"}, tools...)},
 	} {
-		cmd := exec.Command("go", b.args...)
+		cmd := exec.Command(goCommand(), b.args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -114,10 +115,28 @@ func Build() error {
 	return nil
 }
 
+// goCommand is the go command: the one on PATH, else the one of the Go
+// installation this binary was built with (`make demo GO=/usr/local/go/bin/go`
+// runs the demo with a PATH that has no go).
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // labTools lists the main packages under tests/ (nettool, the OneGate
 // simulator, the demo, the benchmarks, ...).
 func labTools(root string) ([]string, error) {
-	cmd := exec.Command("go", "list", "-f", "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}", "./tests/...")
+	cmd := exec.Command(goCommand(), "list", "-f", "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}", "./tests/...")
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {
@@ -394,6 +413,35 @@ func (l *Lab) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// CloseOnSignal makes SIGINT and SIGTERM (Ctrl-C during the demo or the
+// benchmarks) close the lab before the process exits, so an interrupted run
+// leaves no namespace, process or file behind. stop ends it (once the lab
+// is closed the normal way).
+func (l *Lab) CloseOnSignal() (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			fmt.Fprintf(os.Stderr, "%v: removing the lab\n", s)
+			if err := l.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "cleanup:", err)
+			}
+			code := 130
+			if s == syscall.SIGTERM {
+				code = 143
+			}
+			os.Exit(code)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
 }
 
 // killNetns kills, by PID, every process whose network namespace is name.

@@ -3,7 +3,7 @@
 // local=<addr:port> name=<name>"), and a client that prints that answer. Tests
 // read the answer to see which address a NAT produced.
 //
-//	nettool serve [--tcp ADDR]... [--udp ADDR]... [--name NAME] [--hold]
+//	nettool serve [--tcp ADDR]... [--udp ADDR]... [--name NAME]
 //	nettool probe tcp|udp ADDR [--timeout D]
 //	nettool hold ADDR [--interval D] [--duration D]   (a long-lived TCP connection)
 //	nettool load ADDR [--conns N] [--duration D] [--until NAME]   (steady TCP load)
@@ -31,7 +31,7 @@ func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold ...")
+		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold|load ...")
 		os.Exit(2)
 	}
 	var err error

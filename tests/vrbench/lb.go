@@ -188,7 +188,7 @@ func benchLB(b *bench) error {
 	b.add("HAProxy: failed requests over 100 backend-set changes under load", "0",
 		fmt.Sprintf("%d of %d (%.0f connections/s, changes %s apart)", failed, ok+failed, float64(ok+failed)/took.Seconds(), ms(took/changes)),
 		failed == 0 && ok > 0)
-	med, lo, hi := medianOf(each)
+	med, lo, hi := stats(each)
 	b.add("HAProxy: context reload to haproxy running the new backends", "(informational)", spread(med, lo, hi), true)
 
 	// A backend VM publishes itself in OneGate: time to the first
@@ -232,21 +232,8 @@ func benchLB(b *bench) error {
 		// Start the next run at a random point of the refresh cycle.
 		time.Sleep(time.Duration(137*(i+1)%1000) * time.Millisecond)
 	}
-	med, lo, hi = medianOf(lats)
+	med, lo, hi = stats(lats)
 	b.add("HAProxy: OneGate backend change to traffic reaching it (refresh 1 s)", "<= 1500 ms (refresh + 0.5 s)",
 		spread(med, lo, hi), hi <= 1500*time.Millisecond)
 	return nil
-}
-
-// medianOf returns the median, the minimum and the maximum.
-func medianOf(ds []time.Duration) (med, lo, hi time.Duration) {
-	s := append([]time.Duration{}, ds...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2], s[0], s[len(s)-1]
 }

@@ -4,10 +4,11 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,8 +46,14 @@ func timeRuns(n int, f func() error) (med, lo, hi time.Duration, err error) {
 		}
 		ds = append(ds, time.Since(start))
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], ds[0], ds[len(ds)-1], nil
+	med, lo, hi = stats(ds)
+	return med, lo, hi, nil
+}
+
+// stats returns the median, the minimum and the maximum of xs (not empty).
+func stats[T cmp.Ordered](xs []T) (med, lo, hi T) {
+	s := slices.Sorted(slices.Values(xs))
+	return s[len(s)/2], s[0], s[len(s)-1]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -96,10 +103,12 @@ func main() {
 			os.Exit(1)
 		}
 		b.lab = l
+		stop := l.CloseOnSignal()
 		if err := g.run(b); err != nil {
 			fmt.Fprintf(os.Stderr, "vrbench %s: %v\n", g.name, err)
 			failed = true
 		}
+		stop()
 		if err := l.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
 		}

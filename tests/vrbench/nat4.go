@@ -106,15 +106,3 @@ func benchNAT4(b *bench) error {
 	}
 	return run(filepath.Join(b.lab.Dir, "nat10.env"), "stop")()
 }
-
-func stats(ds []time.Duration) (med, lo, hi time.Duration) {
-	s := append([]time.Duration(nil), ds...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2], s[0], s[len(s)-1]
-}

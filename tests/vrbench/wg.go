@@ -212,21 +212,11 @@ func iperf(h lab.Host, runs int) ([]float64, error) {
 }
 
 func median(xs []float64) float64 {
-	s := append([]float64{}, xs...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
+	med, _, _ := stats(xs)
+	return med
 }
 
 func mbps(xs []float64) string {
-	lo, hi := xs[0], xs[0]
-	for _, x := range xs {
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return fmt.Sprintf("%.0f Mbit/s (min %.0f, max %.0f; %d runs of 3 s)", median(xs)/1e6, lo/1e6, hi/1e6, len(xs))
+	med, lo, hi := stats(xs)
+	return fmt.Sprintf("%.0f Mbit/s (min %.0f, max %.0f; %d runs of 3 s)", med/1e6, lo/1e6, hi/1e6, len(xs))
 }

@@ -112,9 +112,13 @@ func (r *report) do(feature, what string, f func() error) error {
 }
 
 // measure is do for a check that measures its own figure (a failover
-// time): the table shows that figure instead of how long the check took.
+// time): the table shows that figure instead of how long the check took,
+// and no figure when the check failed (nothing was measured).
 func (r *report) measure(feature, what string, f func() (time.Duration, error)) error {
 	d, err := f()
+	if err != nil {
+		d = 0
+	}
 	return r.add(feature, what, d, err)
 }
 
@@ -150,8 +154,12 @@ func (r *report) print() bool {
 			res, ok = "FAIL", false
 		}
 		fig := c.took.Round(time.Millisecond).String()
-		if c.figure != "" {
+		switch {
+		case c.figure != "":
 			fig = c.figure
+		case c.took == 0:
+			// A check that failed before it measured anything.
+			fig = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.feature, c.what, fig, res)
 	}
@@ -184,7 +192,9 @@ func demo(verbose bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	stop := l.CloseOnSignal()
 	defer func() {
+		stop()
 		if err := l.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
 		}
@@ -322,14 +332,7 @@ func addrLine(rt *lab.Router) string {
 // serving waits until every service of svcs is started on rt (want) or
 // none is.
 func serving(rt *lab.Router, svcs []string, want bool) error {
-	return lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		for _, s := range svcs {
-			if st := rt.ServiceState(s); (st == "started") != want {
-				return fmt.Errorf("%s: %s is %s", rt.Role, s, st)
-			}
-		}
-		return nil
-	})
+	return rt.WaitServices(20*time.Second, want, svcs...)
 }
 
 // stepRouterNAT checks Router4 and NAT4 as one-failover runs them on the

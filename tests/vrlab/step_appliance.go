@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hypercx/vrouter/tests/lab"
@@ -35,24 +34,8 @@ func stepRecontext(w *world, r *report) error {
 	}
 	since := time.Now()
 	return r.figure("recontext", "same context on vr1 and vr2 (one-context hook): service restarts, kernel changes", func() (string, error) {
-		var wg sync.WaitGroup
-		errs := make([]error, len(w.routers))
-		for i, rt := range w.routers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				status, err := rt.Contextualize(w.context(i))
-				if err == nil && status != "bootstrap_success" {
-					err = fmt.Errorf("%s: driver status %q", rt.Role, status)
-				}
-				errs[i] = err
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return "", err
-			}
+		if err := w.ha.Contextualize(w.context); err != nil {
+			return "", err
 		}
 		// one-failover takes the new context a moment after the driver
 		// signals it; the master then reconciles its services.

@@ -45,6 +45,7 @@ func stepFailover(w *world, r *report) error {
 	}
 
 	var lost, down time.Time
+	holding := false
 	errs := []error{
 		r.do("conntrack", b.Role+" (backup) already knows the connection: conntrackd synced it", func() error {
 			return lab.Eventually(5*time.Second, 100*time.Millisecond, func() error {
@@ -59,6 +60,7 @@ func stepFailover(w *world, r *report) error {
 			// Only probes sent once the links are down count: earlier
 			// ones may still pass the old master.
 			lost = time.Now()
+			holding = !hold.Exited()
 			if err := m.Links(false, "eth0", "eth1"); err != nil {
 				return err
 			}
@@ -97,7 +99,16 @@ func stepFailover(w *world, r *report) error {
 			if err := hold.Wait(); err != nil {
 				return fmt.Errorf("%v: %s", err, lastLine(hold.Output()))
 			}
-			fmt.Printf("           %s round trips, none lost\n", strings.TrimPrefix(lastLine(hold.Output()), "ok "))
+			if !holding {
+				return fmt.Errorf("the connection ended before %s was lost: it proves nothing", m.Role)
+			}
+			trips := 0
+			for _, l := range strings.Split(hold.Output(), "\n") {
+				if strings.HasPrefix(l, "ok ") {
+					trips++
+				}
+			}
+			fmt.Printf("           %d round trips, none lost; the connection was open when %s was lost\n", trips, m.Role)
 			return nil
 		}},
 		{"failover", m.Role + " returns: it stays backup, one VIP holder for 5 s", func() error {
@@ -129,14 +140,5 @@ func lastLine(s string) string {
 
 // logTails is the end of a router's one-failover and keepalived logs.
 func logTails(r *lab.Router) string {
-	var b strings.Builder
-	for _, f := range []string{"/var/log/one-appliance/one-failover.log", "/var/log/keepalived.log"} {
-		data, _ := r.ReadFile(f)
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		fmt.Fprintf(&b, "--- %s %s:\n%s\n", r.Role, f, strings.Join(lines, "\n"))
-	}
-	return b.String()
+	return r.TailFile(lab.FailoverLogFile, 15) + r.TailFile("/var/log/keepalived.log", 15)
 }

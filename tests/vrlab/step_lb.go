@@ -37,8 +37,8 @@ func lbDemoVM(published bool) []byte {
 // stepLB shows a load-balanced web service on the public VIP (HAProxy, as
 // one-failover runs it on the master): the VM behind the router is its
 // static backend; a second VM joins the private network and publishes
-// itself through OneGate, and within one refresh the router sends it
-// connections; it withdraws, and gets none.
+// itself through OneGate, and the router sends it connections (the table
+// shows how long after it published); it withdraws, and gets none.
 func stepLB(w *world, r *report) error {
 	fmt.Println("== Load balancing (HAProxy) on the public VIP's port 80: a static backend and one published through OneGate")
 	m, err := w.master()

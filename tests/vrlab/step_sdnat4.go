@@ -32,12 +32,12 @@ var sdnatDocs = []string{"vnet-0", "vnet-1", "vm-20"}
 // one, after the failover step): OneGate (the simulator on the internet
 // host, given the demo's networks from scripts/lab/onegate) reports that
 // VM 20, "web" (a second VM, 10.0.0.14), has the EXTERNAL alias
-// 203.0.113.20; the master maps it both ways within one refresh, the
+// 203.0.113.20; the master maps it both ways within a few refreshes, the
 // internet reaches web on its public address (TCP, UDP, ICMP),
 // web's own traffic leaves with it while the first VM still leaves with the
 // router's (NAT4), the first VM reaches web's public address (hairpin), a
 // OneGate outage changes nothing, and detaching and re-attaching the alias
-// in OneGate removes and restores the mapping within a refresh. The
+// in OneGate removes and restores the mapping within a few refreshes. The
 // simulator's standard documents are back when it ends.
 func stepSDNAT4(w *world, r *report) error {
 	fmt.Println("== SDNAT4 on the master: public addresses from OneGate (the simulator), mapped 1:1")
@@ -95,7 +95,7 @@ func stepSDNAT4(w *world, r *report) error {
 			_, err := w.lab.Start(web, "web server", "ready", lab.Bin("nettool"), "serve", "--tcp", ":80", "--udp", ":80", "--name", "web")
 			return err
 		}},
-		{"sdnat4", m.Role + " maps " + webPublic + " -> " + webAddr + " within a refresh (lo label SDNAT4, DNAT4, SNAT4)", func() error {
+		{"sdnat4", m.Role + " maps " + webPublic + " -> " + webAddr + " within 3 refreshes (lo label SDNAT4, DNAT4, SNAT4)", func() error {
 			if err := live(true); err != nil {
 				return err
 			}
@@ -103,6 +103,10 @@ func stepSDNAT4(w *world, r *report) error {
 			out, err := lab.Run(context.Background(), m, "iptables", "-t", "nat", "-S", "DNAT4")
 			if err != nil || !strings.Contains(out, "-d "+webPublic+"/32 -j DNAT --to-destination "+webAddr) {
 				return fmt.Errorf("DNAT4: %v\n%s", err, out)
+			}
+			out, err = lab.Run(context.Background(), m, "iptables", "-t", "nat", "-S", "SNAT4")
+			if err != nil || !strings.Contains(out, "-s "+webAddr+"/32 ") || !strings.Contains(out, "-j SNAT --to-source "+webPublic) {
+				return fmt.Errorf("SNAT4: %v\n%s", err, out)
 			}
 			return nil
 		}},
@@ -141,17 +145,26 @@ func stepSDNAT4(w *world, r *report) error {
 			return nil
 		}},
 		{"sdnat4", "OneGate answers 503 for two refreshes: the mapping stays", func() error {
+			since := time.Now()
 			if err := gate.SetFaults(sim.Fault{Status: 503}); err != nil {
 				return err
 			}
-			time.Sleep(2*sdnatRate + 500*time.Millisecond)
 			defer gate.SetFaults()
+			// Two of one-sdnat4's polls met the outage.
+			if err := lab.Eventually(4*sdnatRate, 100*time.Millisecond, func() error {
+				if n := len(m.LogLinesSince("/var/log/one-appliance/one-sdnat4.log", since, "OneGate failed")); n < 2 {
+					return fmt.Errorf("%d of one-sdnat4's polls met the outage, want 2", n)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 			if !mapped(m) {
 				return fmt.Errorf("%s was dropped during the outage", webPublic)
 			}
 			return answer(w.inet, "tcp", webPublic+":80", "name=web")
 		}},
-		{"sdnat4", "alias detached in OneGate: the mapping is gone within a refresh", func() error {
+		{"sdnat4", "alias detached in OneGate: the mapping is gone within 3 refreshes", func() error {
 			if err := gate.WriteDocument("vm-20", []byte(webNoAlias)); err != nil {
 				return err
 			}
