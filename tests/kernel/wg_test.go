@@ -200,7 +200,9 @@ func TestWGTunnel(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := runCode(r, "one-wg", "status"); code != 3 || !strings.Contains(out, "does not exist") {
+	// Right after the kill the TUN device may still be there for a moment:
+	// either drift is the truth about the crash.
+	if code, out := runCode(r, "one-wg", "status"); code != 3 || !(strings.Contains(out, "device wg0 does not exist") || strings.Contains(out, "wireguard-go of wg0 is not running")) {
 		t.Errorf("one-wg status after the crash: exit %d, want 3\n%s", code, out)
 	}
 	// stop after the crash clears what the killed wireguard-go left: its
