@@ -73,6 +73,11 @@ func Lock(root fsroot.Root, path, service string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+// KeepDir is where a service's daemon keeps OneGate's last good answers
+// (under --root): /run/<service>/onegate. `stop` leaves them; they are used
+// only while OneGate does not answer.
+func KeepDir(service string) string { return "/run/" + service + "/onegate" }
+
 // Daemon is a service built on the LB model, run in the foreground by Serve.
 type Daemon[S any] struct {
 	// Name is the service ("one-haproxy"); LockFile keeps a second daemon
@@ -123,6 +128,7 @@ func (d Daemon[S]) Serve(ctx context.Context, rt *cli.Runtime) error {
 	loop := &Loop[S]{
 		Family: d.Family, Log: rt.Log, Config: d.Config, Client: d.Client, Apply: d.Apply,
 		Load: Reloader(rt, d.Parse, warn), Reload: reload, OnApplied: d.OnApplied,
+		KeepDir: rt.Root.Path(KeepDir(d.Name)),
 	}
 	if d.StateFile != "" {
 		defer func() { _ = rt.Root.Remove(d.StateFile) }()

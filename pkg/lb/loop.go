@@ -157,6 +157,10 @@ type Loop[S any] struct {
 	// Load reads the context again (on a reload signal).
 	Load   func() (S, error)
 	Reload <-chan struct{}
+	// KeepDir, when set, is where the default OneGate client keeps its last
+	// good answers on disk (onegate.Config.KeepDir), so a daemon restarted
+	// during a OneGate outage keeps its dynamic servers.
+	KeepDir string
 	// FirstFetch bounds the first OneGate fetch after a start or a reload,
 	// so a slow OneGate never delays serving for long (default 2 s).
 	FirstFetch time.Duration
@@ -198,7 +202,11 @@ func (l *Loop[S]) Run(ctx context.Context, spec S) error {
 		}
 		newClient := l.Client
 		if newClient == nil {
-			newClient = func(c Config) (OneGate, error) { return onegate.New(*c.Gate, log) }
+			newClient = func(c Config) (OneGate, error) {
+				g := *c.Gate
+				g.KeepDir = l.KeepDir
+				return onegate.New(g, log)
+			}
 		}
 		cl, err := newClient(c)
 		switch {

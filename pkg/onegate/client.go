@@ -1,6 +1,7 @@
 package onegate
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -165,21 +166,40 @@ func fetch[T any](ctx context.Context, c *Client, path string, query url.Values,
 		v, derr := decode(body)
 		if derr == nil {
 			c.mu.Lock()
+			prev, had := c.last[path]
 			c.last[path] = answer{body: body, at: c.now()}
 			c.mu.Unlock()
+			if !had || !bytes.Equal(prev.body, body) {
+				c.keep(path, body)
+			}
 			return v, nil
 		}
 		err = fmt.Errorf("GET %s: %w", path, derr)
 	}
 	c.mu.Lock()
 	prev, ok := c.last[path]
-	if refused(err) {
+	gone := refused(err)
+	if gone {
 		// The object is gone or no longer visible: a definitive answer,
 		// not an outage.
 		delete(c.last, path)
 		ok = false
 	}
 	c.mu.Unlock()
+	if gone {
+		c.forget(path)
+	}
+	if !ok && !gone {
+		if kept, found := c.kept(path); found {
+			c.log.Warn("OneGate does not answer; using the answer kept on disk", "request", "GET "+path, "since", kept.at.Format(time.RFC3339))
+			c.mu.Lock()
+			if _, raced := c.last[path]; !raced {
+				c.last[path] = kept
+			}
+			c.mu.Unlock()
+			prev, ok = kept, true
+		}
+	}
 	if ok {
 		if v, derr := decode(prev.body); derr == nil {
 			return v, &StaleError{Request: "GET " + path, Since: prev.at, Err: err}

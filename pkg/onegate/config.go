@@ -88,6 +88,12 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// MaxNetworks bounds Networks' discovery.
 	MaxNetworks int
+
+	// KeepDir, when set, is a directory (the --root prefix included) where
+	// the last good answers are also kept on disk, so a restarted daemon
+	// (rc-service restart, one-failover's stop and start) still has them
+	// when OneGate does not answer. Empty: memory only.
+	KeepDir string
 }
 
 // LogValue describes the configuration without the token.
@@ -183,8 +189,13 @@ func ParseEndpoint(raw string) (*url.URL, error) {
 
 // Quick returns c tuned for a one-off question (QuickTimeout a try,
 // QuickAttempts tries); bound the question itself with QuickTotal.
+//
+// A quick question neither reads nor writes KeepDir: render and status
+// have no side effects, and show what a running daemon keeps from its own
+// state.
 func (c Config) Quick() Config {
 	c.Timeout, c.Attempts = QuickTimeout, QuickAttempts
+	c.KeepDir = ""
 	return c
 }
 

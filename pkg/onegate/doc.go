@@ -46,6 +46,10 @@
 // Networks and ServiceVMs follow the same rule for their whole result. A
 // OneGate outage therefore never empties what the router serves.
 //
+// With Config.KeepDir set (the daemons), the last good answers are also
+// kept on disk (keep.go), so a new client, in a restarted daemon, falls
+// back on them as well.
+//
 // # Documents
 //
 // OneGate's JSON is OpenNebula's XML turned into JSON: numbers may come as

@@ -25,6 +25,12 @@ import (
 // StatePath is where the running daemon says what it maps (under --root).
 const StatePath = "/run/one-sdnat4.state"
 
+// KeepDir is where the daemon keeps OneGate's last good answers (under
+// --root), so a restart during a OneGate outage (rc-service restart,
+// one-failover's stop and start) maps what it mapped before. `stop` leaves
+// them: they are used only when OneGate does not answer.
+const KeepDir = "/run/one-sdnat4/onegate"
+
 // Service is one-sdnat4. Its zero value uses the real OneGate client and
 // netlink; tests replace them.
 type Service struct {
@@ -142,10 +148,13 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	var last state
 	defer func() { _ = rt.Root.Remove(StatePath) }()
 	d := &Daemon{
-		Log:     rt.Log,
-		Apply:   s.applier(rt, nl),
-		NewGate: s.gate(),
-		Reload:  reload,
+		Log:   rt.Log,
+		Apply: s.applier(rt, nl),
+		NewGate: func(cfg onegate.Config, log *slog.Logger) (Gate, func(), error) {
+			cfg.KeepDir = rt.Root.Path(KeepDir)
+			return s.gate()(cfg, log)
+		},
+		Reload: reload,
 		LoadSpec: func() (Spec, error) {
 			if rt.LoadEnv == nil {
 				return Spec{}, errors.New("no way to re-read the context")

@@ -302,6 +302,10 @@ func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, 
 		for r, s := range before {
 			only(t, r, s, r.Starts())
 		}
+		if recontext {
+			restartedDuringOutage(t, a, m)
+			before[m] = m.Starts()
+		}
 
 		// OneGate is back: web's withdrawal is applied.
 		if err := a.gate.SetFaults(); err != nil {
@@ -329,5 +333,40 @@ func faultOneGate(f sim.Fault, recontext bool) func(t *testing.T, a *appliance, 
 			t.Fatal(err)
 		}
 		webServed(t, a, m, true)
+	}
+}
+
+// restartedDuringOutage: the daemons restarted while OneGate does not
+// answer keep serving what they served, from the answers they kept on disk
+// (/run/<service>/onegate): one-sdnat4 stopped and started (as one-failover
+// does on BACKUP then MASTER: stop removes the mappings) maps web again,
+// and a restarted one-haproxy balances to web, its dynamic backend, again.
+func restartedDuringOutage(t *testing.T, a *appliance, m *lab.Router) {
+	t.Helper()
+	since := time.Now()
+	for _, verb := range []string{"stop", "start"} {
+		if out, err := m.RC("one-sdnat4", verb); err != nil {
+			t.Fatalf("one-sdnat4 %s during the outage: %v\n%s", verb, err, out)
+		}
+	}
+	if out, err := m.RC("one-haproxy", "restart"); err != nil {
+		t.Fatalf("one-haproxy restart during the outage: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+		if got := mapsWeb(m); got != "address rule" || !balancesWeb(m) {
+			return fmt.Errorf("%s mapped %q, web in %s %t", webPublic, got, serversCfg, balancesWeb(m))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("restarted during the OneGate outage: %v\n%s", err, daemonLogs(m))
+	}
+	t.Logf("restarted during the outage: web mapped and balanced again %s after the start", time.Since(start).Round(10*time.Millisecond))
+	probeOK(t, a.Inet, "tcp", webPublic+":80", "web")
+	lbReaches(t, a, "web")
+	for _, svc := range []string{"one-sdnat4", "one-haproxy"} {
+		if len(m.LogLinesSince("/var/log/one-appliance/"+svc+".log", since, "kept on disk")) == 0 {
+			t.Errorf("the restarted %s does not say it uses the answers kept on disk\n%s", svc, daemonLogs(m))
+		}
 	}
 }

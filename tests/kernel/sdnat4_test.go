@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypercx/vrouter/pkg/sdnat4"
 	"github.com/hypercx/vrouter/tests/lab"
 	"github.com/hypercx/vrouter/tests/onegatesim/sim"
 )
@@ -332,15 +333,20 @@ func TestSDNAT4(t *testing.T) {
 		if len(mapped(t, st.router)) != 2 {
 			t.Fatal("the daemon's exit removed the mappings (stop does)")
 		}
-		// A daemon started while OneGate is still gone changes nothing;
-		// `stop` ends it, then removes everything.
-		again, err := st.lab.Start(st.router, "one-sdnat4", "has never answered", lab.Bin("one-sdnat4"), "start")
+		// A daemon started while OneGate is still gone maps from the
+		// answers the last one kept on disk; `stop` ends it, then removes
+		// everything.
+		again, err := st.lab.Start(st.router, "one-sdnat4", "answer kept on disk", lab.Bin("one-sdnat4"), "start")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(mapped(t, st.router)) != 2 {
-			t.Fatal("a restarted daemon dropped the mappings during the outage")
-		}
+		eventually(t, "a poll of the restarted daemon", func() error {
+			if !strings.Contains(again.Output(), "OneGate failed; using its last good answers") {
+				return fmt.Errorf("no poll yet")
+			}
+			return nil
+		})
+		wantMapped(t, st, "203.0.113.22", "203.0.113.50")
 		for i := 0; i < 2; i++ {
 			if out, err := st.run(t, "stop"); err != nil {
 				t.Fatalf("stop %d: %v\n%s", i, err, out)
@@ -354,6 +360,19 @@ func TestSDNAT4(t *testing.T) {
 			if !again.Exited() {
 				t.Fatal("stop did not end the running daemon")
 			}
+		}
+		// With nothing kept (a router that never ran the daemon), a daemon
+		// OneGate never answered changes nothing.
+		lab.MustRun(t, st.router, "rm", "-r", sdnat4.KeepDir)
+		fresh, err := st.lab.Start(st.router, "one-sdnat4", "has never answered", lab.Bin("one-sdnat4"), "start")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mapped(t, st.router); len(got) != 0 {
+			t.Fatalf("a daemon OneGate never answered mapped %v", got)
+		}
+		if out, err := st.run(t, "stop"); err != nil || !fresh.Exited() {
+			t.Fatalf("stop: %v (daemon ended: %t)\n%s", err, fresh.Exited(), out)
 		}
 	})
 }
@@ -382,24 +401,29 @@ func TestSDNAT4OpenRC(t *testing.T) {
 		}
 		return nil
 	})
-	// A restart hands the mappings over to the new daemon: they stay, even
-	// while OneGate is down (a daemon OneGate never answered changes
-	// nothing).
+	// A restart hands the mappings over to the new daemon: they stay,
+	// even while OneGate is down (it uses the answers kept on disk). A stop
+	// and a start during the outage (one-failover's BACKUP then MASTER)
+	// map them again from those answers.
 	if err := st.gate.SetFaults(sim.Fault{Status: 503}); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := st.router.RC("one-sdnat4", "restart"); err != nil {
-		t.Fatalf("restart: %v\n%s", err, out)
-	}
-	eventually(t, "the new daemon's first poll", func() error {
-		log, _ := st.router.ReadFile("/var/log/one-appliance/one-sdnat4.log")
-		if !strings.Contains(string(log), "has never answered") {
-			return fmt.Errorf("log:\n%s", log)
+	const logFile = "/var/log/one-appliance/one-sdnat4.log"
+	for _, verbs := range [][]string{{"restart"}, {"stop", "start"}} {
+		log0, _ := st.router.ReadFile(logFile)
+		for _, verb := range verbs {
+			if out, err := st.router.RC("one-sdnat4", verb); err != nil {
+				t.Fatalf("%s: %v\n%s", verb, err, out)
+			}
 		}
-		return nil
-	})
-	if got := mapped(t, st.router); !slices.Equal(got, []string{"203.0.113.20", "203.0.113.50"}) {
-		t.Fatalf("a restart during an outage dropped the mappings: %v", got)
+		eventually(t, "the new daemon's first poll after "+strings.Join(verbs, " and "), func() error {
+			log, _ := st.router.ReadFile(logFile)
+			if !strings.Contains(string(log[len(log0):]), "OneGate failed; using its last good answers") {
+				return fmt.Errorf("log:\n%s", log[len(log0):])
+			}
+			return nil
+		})
+		wantMapped(t, st, "203.0.113.20", "203.0.113.50")
 	}
 	if err := st.gate.SetFaults(); err != nil {
 		t.Fatal(err)
