@@ -381,7 +381,7 @@ func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 	}
 	// one-failover removes the VIPs a killed keepalived leaves at once, so
 	// the VIPs move before supervise-daemon respawns keepalived (1 s).
-	if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		if p := m.Starts()["pid:keepalived"]; p == "" || p == before["pid:keepalived"] {
 			return fmt.Errorf("keepalived not started again on %s: %q", m.Role, p)
 		}

@@ -120,7 +120,7 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 			}
 		}
 		// The reload reaches keepalived and the services.
-		if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+		if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 			if !lab.HasAddr(m, "eth1", "10.0.0.100") {
 				return fmt.Errorf("the new VIP is not on the master")
 			}
@@ -230,7 +230,7 @@ export ONEAPP_VNF_NAT4_PORT_FWD1="<ETH0_VIP0>:8081:10.0.0.12:80"
 			t.Fatalf("VM -> internet through the new master: %q %v", out, err)
 		}
 		// keepalived is respawned and stays backup.
-		if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+		if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 			if len(m.PIDs("keepalived")) == 0 {
 				return fmt.Errorf("keepalived was not respawned on the old master")
 			}

@@ -110,7 +110,7 @@ func TestRecontext(t *testing.T) {
 		if v := serviceVerbs(m, since); !slices.Equal(v, []string{"one-router4 reload"}) {
 			t.Fatalf("ran %v on the master, want one-router4 reload alone\n%s", v, failoverLog(m))
 		}
-		if err := lab.Eventually(10*time.Second, 100*time.Millisecond, converged); err != nil {
+		if err := lab.Eventually(30*time.Second, 100*time.Millisecond, converged); err != nil {
 			t.Fatalf("%v\n%s", err, failoverLog(m))
 		}
 		for r, s := range before {
