@@ -193,7 +193,9 @@ func fetch[T any](ctx context.Context, c *Client, path string, query url.Values,
 		if kept, found := c.kept(path); found {
 			c.log.Warn("OneGate does not answer; using the answer kept on disk", "request", "GET "+path, "since", kept.at.Format(time.RFC3339))
 			c.mu.Lock()
-			if _, raced := c.last[path]; !raced {
+			if cur, raced := c.last[path]; raced {
+				kept = cur // a concurrent call got an answer meanwhile
+			} else {
 				c.last[path] = kept
 			}
 			c.mu.Unlock()
