@@ -163,11 +163,60 @@ func New(prefix string) (*Lab, error) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	id := prefix + hex.EncodeToString(b)
+	Sweep(os.Stderr)
 	dir, err := os.MkdirTemp("", "vrlab-"+id+"-")
 	if err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return nil, err
+	}
 	return &Lab{ID: id, Dir: dir, Log: io.Discard}, nil
+}
+
+// ownerFile, in a lab's directory, holds the PID of the process that made
+// the lab.
+const ownerFile = "owner"
+
+// Sweep removes what labs whose process died without closing them left
+// behind (a `go test` killed at its timeout, a SIGKILLed demo): the
+// processes in their namespaces, by PID, the namespaces, and their
+// directories. A lab whose owner is alive is never touched. Every new lab
+// sweeps first; it says on w what it removed.
+func Sweep(w io.Writer) {
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "vrlab-*", ownerFile))
+	for _, f := range owners {
+		b, err := os.ReadFile(f)
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || perr != nil || pid <= 0 || alive(pid) {
+			continue
+		}
+		dir := filepath.Dir(f)
+		// vrlab-<id>-<random>: the ID is everything up to the last dash.
+		base := strings.TrimPrefix(filepath.Base(dir), "vrlab-")
+		id := base[:max(strings.LastIndex(base, "-"), 0)]
+		if id == "" {
+			continue
+		}
+		ents, _ := os.ReadDir("/run/netns")
+		var removed []string
+		for _, e := range ents {
+			if name := e.Name(); strings.HasPrefix(name, "vrl-"+id+"-") {
+				killNetns(name)
+				if exec.Command("ip", "netns", "del", name).Run() == nil {
+					removed = append(removed, name)
+				}
+			}
+		}
+		_ = os.RemoveAll(dir)
+		fmt.Fprintf(w, "lab: removed lab %s left behind by process %d (no longer running): %d namespaces, %s\n", id, pid, len(removed), dir)
+	}
+}
+
+// alive reports whether process pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (l *Lab) logf(format string, args ...any) { fmt.Fprintf(l.Log, format+"\n", args...) }
