@@ -53,7 +53,7 @@ func (Service) Info() cli.Info {
 			"lease (a public address) to the same VM's lease on the alias's parent network, when that address lies in the network of " +
 			"an ONEAPP_VNF_SDNAT4_INTERFACES NIC: DNAT in chain DNAT4, SNAT in chain SNAT4 (both hooked first, ahead of NAT4, and " +
 			"changed in one iptables-restore transaction), and the public address as a /32 on lo labelled SDNAT4. An unchanged " +
-			"poll writes nothing; a OneGate failure keeps the current mappings; a lease that cannot be mapped is skipped with a " +
+			"poll writes nothing; a OneGate failure keeps the current mappings (a daemon restarted meanwhile uses the last good answers kept in " + KeepDir + "); a lease that cannot be mapped is skipped with a " +
 			"warning naming it. Daemon: start runs in the foreground (SIGHUP re-reads the context); stop ends a running daemon " +
 			"and removes every rule, chain, jump and lo address of SDNAT4; render and status use what OneGate reports now (while it " +
 			"does not answer, the mappings the running daemon keeps).",
