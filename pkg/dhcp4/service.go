@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,19 +142,8 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	}
 	defer unlock()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			rt.Log.Info("SIGHUP: re-reading the configuration", "file", ConfigPath)
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopHangups := cli.Hangups(func() { rt.Log.Info("SIGHUP: re-reading the configuration", "file", ConfigPath) })
+	defer stopHangups()
 
 	var mu sync.Mutex
 	st := state{PID: os.Getpid(), NICs: map[string]NICState{}}

@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -364,9 +361,8 @@ func convergeSelf(ctx context.Context, svcs openrc.Services) (string, error) {
 // Start runs the daemon until SIGTERM; SIGHUP reloads the context.
 func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	// Before anything else: SIGHUP's default action would end the process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	reload, stopHangups := cli.Hangups(nil)
+	defer stopHangups()
 	spec, err := FromContext(s.context(ctx, rt, rt.Env))
 	if err != nil {
 		return err
@@ -374,15 +370,6 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 	for _, w := range spec.Warnings() {
 		rt.Log.Warn(w)
 	}
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
 	d := &Daemon{
 		Services: s.services(rt),
 		Observer: s.observer(rt),

@@ -7,29 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/hypercx/vrouter/pkg/cli"
 	"github.com/hypercx/vrouter/pkg/fsroot"
 )
-
-// Hangups returns a channel that receives a value for every SIGHUP (several
-// in a row collapse into one) and a function that stops listening.
-func Hangups() (<-chan struct{}, func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	out := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case out <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return out, func() { signal.Stop(hup); close(hup) }
-}
 
 // Reloader returns a Loop's Load: it reads the context again the way the
 // verb did and parses it; after sees every context that parsed.
@@ -118,7 +100,7 @@ func (d Daemon[S]) Serve(ctx context.Context, rt *cli.Runtime) error {
 		return err
 	}
 	defer unlock()
-	reload, stopHangups := Hangups()
+	reload, stopHangups := cli.Hangups(func() { rt.Log.Info("SIGHUP: re-reading the context") })
 	defer stopHangups()
 	warn := func(sp S) {
 		if d.Warn != nil && d.Config(sp).Enabled {

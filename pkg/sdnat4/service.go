@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,19 +131,8 @@ func (s Service) Start(ctx context.Context, rt *cli.Runtime) error {
 		return err
 	}
 	defer closeNL()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			rt.Log.Info("SIGHUP: re-reading the context")
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopHangups := cli.Hangups(func() { rt.Log.Info("SIGHUP: re-reading the context") })
+	defer stopHangups()
 	var last state
 	defer func() { _ = rt.Root.Remove(StatePath) }()
 	d := &Daemon{
