@@ -197,11 +197,22 @@ func Fields(s string) []string {
 // Payload renders the iptables-restore text that replaces the given chains
 // of one table (every chain of t when only is nil).
 func Payload(t Table, only map[string]bool) []byte {
-	var b strings.Builder
-	b.WriteString("*" + t.Name + "\n")
+	n := len(t.Name) + len("*\nCOMMIT\n")
 	for _, c := range t.Chains {
 		if only == nil || only[c.Name] {
-			b.WriteString(":" + c.Name + " - [0:0]\n")
+			n += len(c.Name) + len(": - [0:0]\n")
+			for _, r := range c.Rules {
+				n += len("-A  \n") + len(c.Name) + len(r)
+			}
+		}
+	}
+	// Sized up front and written piece by piece: 20,000 rules cost one
+	// allocation instead of a concatenation per rule.
+	b := make([]byte, 0, n)
+	b = append(append(append(b, '*'), t.Name...), '\n')
+	for _, c := range t.Chains {
+		if only == nil || only[c.Name] {
+			b = append(append(append(b, ':'), c.Name...), " - [0:0]\n"...)
 		}
 	}
 	for _, c := range t.Chains {
@@ -209,11 +220,10 @@ func Payload(t Table, only map[string]bool) []byte {
 			continue
 		}
 		for _, r := range c.Rules {
-			b.WriteString("-A " + c.Name + " " + r + "\n")
+			b = append(append(append(append(append(b, "-A "...), c.Name...), ' '), r...), '\n')
 		}
 	}
-	b.WriteString("COMMIT\n")
-	return []byte(b.String())
+	return append(b, "COMMIT\n"...)
 }
 
 // Render prints the rulesets' payloads by table, for `render`: every owned
