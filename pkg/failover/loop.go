@@ -123,6 +123,12 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 	// being asked and waits for the service commands under way: one
 	// transition at a time, in order, and a BACKUP never waits for a
 	// reconcile's questions.
+	//
+	// A router that stops being master does not wait for starts under
+	// way either: their service commands are cancelled (rc-service and
+	// everything the script runs in the foreground are killed) and the
+	// stops follow at once, so a start script that hangs cannot keep a
+	// backup serving beside the new master for up to a minute.
 	var busy *background
 	finish := func() {
 		if busy != nil {
@@ -158,12 +164,21 @@ func (d *Daemon) Run(ctx context.Context, spec Spec) error {
 			// master's meanwhile.
 			d.releaseVIPs(spec)
 		}
+		if tr.Action == Quiesce && busy != nil && busy.starts && !busy.idle() {
+			d.Log.Warn("no longer master while services are starting: cancelling their starts", "action", string(busy.action))
+			busy.cancelCommands()
+		}
 		finish()
-		query, cancel := context.WithCancel(ctx)
-		busy = &background{cancel: cancel, done: make(chan struct{})}
+		commands, cancelCommands := context.WithCancel(ctx)
+		query, cancel := context.WithCancel(commands)
+		busy = &background{
+			action: tr.Action, starts: tr.Action == Serve || tr.Action == Reconcile || tr.Action == Recover,
+			cancel: cancel, cancelCommands: cancelCommands, done: make(chan struct{}),
+		}
 		go func(b *background, spec Spec) {
 			defer close(b.done)
-			d.execute(ctx, query, spec, tr)
+			defer b.cancelCommands()
+			d.execute(commands, query, spec, tr)
 		}(busy, spec)
 	}
 	observe := func() Observation { return d.Observer.Observe(spec.VRRP.Instances) }
@@ -281,8 +296,13 @@ func (d *Daemon) releaseVIPs(spec Spec) {
 
 // background is a transition being carried out.
 type background struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	action Action
+	// starts: the transition may start services (a Quiesce cancels it).
+	starts bool
+	// cancel ends the questions to the services; cancelCommands ends
+	// the service commands too.
+	cancel, cancelCommands context.CancelFunc
+	done                   chan struct{}
 }
 
 // idle reports whether no transition is under way.

@@ -29,6 +29,8 @@ type fakeRC struct {
 	log     []string
 	// held: a start of that service blocks until the channel is closed.
 	held map[string]chan struct{}
+	// starting: services whose start was killed and not stopped since.
+	starting []string
 }
 
 // hold makes the next starts of svc block until the returned function is
@@ -67,10 +69,13 @@ func (f *fakeRC) crash(svc string) {
 
 func (f *fakeRC) Status(ctx context.Context, name string) (openrc.State, error) {
 	f.mu.Lock()
-	c := f.crashed[name]
+	c, starting := f.crashed[name], slices.Contains(f.starting, name)
 	f.mu.Unlock()
 	if c {
 		return openrc.Crashed, nil
+	}
+	if starting {
+		return openrc.Starting, nil
 	}
 	return f.Fake.Status(ctx, name)
 }
@@ -78,12 +83,23 @@ func (f *fakeRC) Status(ctx context.Context, name string) (openrc.State, error) 
 func (f *fakeRC) Run(ctx context.Context, name, verb string, flags ...string) error {
 	f.mu.Lock()
 	delete(f.crashed, name)
+	f.starting = slices.DeleteFunc(f.starting, func(s string) bool { return s == name })
 	f.log = append(f.log, name+" "+verb)
 	err := f.fail[name]
 	held := f.held[name]
 	f.mu.Unlock()
 	if held != nil && (verb == "start" || verb == "restart") {
-		<-held
+		select {
+		case <-held:
+		case <-ctx.Done():
+			// Killed mid-start, like the real seam: OpenRC still
+			// says "starting".
+			f.mu.Lock()
+			f.log = append(f.log, name+" "+verb+" killed")
+			f.starting = append(f.starting, name)
+			f.mu.Unlock()
+			return ctx.Err()
+		}
 	}
 	if err != nil && (verb == "start" || verb == "restart") {
 		_ = f.Fake.Run(ctx, name, "stop")
@@ -428,21 +444,27 @@ func TestDaemonKeepalivedExitSeenAtOnce(t *testing.T) {
 }
 
 // keepalived killed while a service start hangs: the VIPs it left behind
-// are removed at once, not after the start (they would answer for
-// addresses the new master holds meanwhile); the services stop once the
-// start is over.
-func TestDaemonReleasesVIPsDuringAHangingStart(t *testing.T) {
+// are removed at once (they would answer for addresses the new master
+// holds meanwhile), the hanging start is cancelled, and every service is
+// stopped without waiting for the start to end, the killed one included
+// (OpenRC still calls it starting, and its stop takes down what the start
+// had set up).
+func TestDaemonCancelsAHangingStartWhenNoLongerMaster(t *testing.T) {
 	rc := newFakeRC("one-router4", "one-nat4")
 	release := rc.hold("one-nat4")
+	t.Cleanup(release)
 	w := runWatched(t, rc)
-	t.Cleanup(release) // runs before the daemon's cleanup, which waits for the start
 	waitFor(t, "one-nat4's start under way", func() bool { return slices.Contains(rc.calls(), "one-nat4 start") })
 	w.kill(t)
-	waitFor(t, "VIPs released while the start hangs", func() bool { return w.rel.count() == 1 })
-	release()
-	waitFor(t, "quiesced", func() bool {
+	waitFor(t, "VIPs released", func() bool { return w.rel.count() == 1 })
+	waitFor(t, "quiesced while the start still hangs", func() bool {
 		return rc.state("one-nat4") == openrc.Stopped && rc.state("one-router4") == openrc.Stopped
 	})
+	calls := rc.calls()
+	killed, stopped := slices.Index(calls, "one-nat4 start killed"), slices.Index(calls, "one-nat4 stop")
+	if killed < 0 || stopped < killed {
+		t.Fatalf("want one-nat4's start killed, then one-nat4 stopped; calls: %v", calls)
+	}
 	if n := w.rel.count(); n != 1 {
 		t.Fatalf("VIPs released %d times", n)
 	}

@@ -8,10 +8,13 @@ package openrc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hypercx/vrouter/pkg/fsroot"
 )
@@ -79,12 +82,47 @@ func (r RC) Run(ctx context.Context, name, verb string, flags ...string) error {
 	}
 	args := append(append([]string{}, flags...), name, verb)
 	var out bytes.Buffer
-	c := exec.CommandContext(ctx, r.cmd(), args...)
+	c := command(ctx, r.cmd(), args...)
 	c.Stdout, c.Stderr = &out, &out
-	if err := c.Run(); err != nil {
+	if err := wait(ctx, c.Run()); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("rc-service %s: %w (its processes were killed): %s", strings.Join(args, " "), ctx.Err(), strings.TrimSpace(out.String()))
+		}
 		return fmt.Errorf("rc-service %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
+}
+
+// command runs rc-service in a process group of its own, and a cancelled
+// or timed-out ctx kills the whole group: the script's start() and
+// whatever it runs in the foreground (a one-* binary waiting on a lock)
+// die with it. Killing rc-service alone would leave them running, to
+// finish later behind the caller's back (a start applying rules on a
+// router that has become backup meanwhile). OpenRC then still says
+// "starting", and `rc-service X stop` runs the script's stop(), which
+// takes down whatever the start had already set up.
+func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, name, args...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error {
+		if c.Process == nil {
+			return nil
+		}
+		return syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	}
+	// Daemons a start launched in the background keep its output pipe
+	// open; do not wait for them once the group is killed.
+	c.WaitDelay = 2 * time.Second
+	return c
+}
+
+// wait reads the error of a command: one that exited well but left a
+// process holding its output open past WaitDelay succeeded.
+func wait(ctx context.Context, err error) error {
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+		return nil
+	}
+	return err
 }
 
 // Status parses `rc-service <name> status` ("* status: started").
@@ -93,9 +131,9 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 		return Missing, nil
 	}
 	var out bytes.Buffer
-	c := exec.CommandContext(ctx, r.cmd(), name, "status")
+	c := command(ctx, r.cmd(), name, "status")
 	c.Stdout, c.Stderr = &out, &out
-	err := c.Run()
+	err := wait(ctx, c.Run())
 	if st := ParseStatus(out.String()); st != Unknown {
 		return st, nil
 	}

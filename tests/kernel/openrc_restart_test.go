@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,5 +94,75 @@ func TestOpenRCRestartLeavesOthersStopped(t *testing.T) {
 	// rc-service restart brings the stopped service back.
 	if st := restartWhileStopping(func() error { _, err := r.RC("slowstop", "restart"); return err }); st != "started" {
 		t.Logf("note: this OpenRC's restart no longer restarts services stopped meanwhile (other is %s)", st)
+	}
+}
+
+// hangScript is a service whose start hangs in a foreground child.
+const hangScript = `#!/sbin/openrc-run
+start() { sleep 3600 & echo $! > /run/hang.pid; echo started > /run/hang.state; wait; }
+stop() { echo stopped > /run/hang.state; return 0; }
+`
+
+// A start that hangs past its deadline is killed whole through the seam:
+// the script's foreground children die with rc-service (they would
+// otherwise finish later behind one-failover's back), OpenRC still says
+// "starting", and a stop then runs the script's stop().
+func TestOpenRCTimeoutKillsTheWholeStart(t *testing.T) {
+	if _, err := exec.LookPath("rc-service"); err != nil {
+		t.Skip("kernel test skipped: needs openrc (scripts/install-deps.sh installs it)")
+	}
+	l := needLab(t)
+	r, err := l.Router("rchang")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteFile("/etc/init.d/hang", []byte(hangScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(l.Dir, "rc-service-in-hang")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec nsenter -t "+strconv.Itoa(r.PID())+" -m -n -- rc-service \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rc := openrc.RC{Root: fsroot.Root(r.Path("/")), Command: wrapper}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	begun := time.Now()
+	err = rc.Run(ctx, "hang", "start")
+	if err == nil {
+		t.Fatal("a start that hangs past its deadline succeeded")
+	}
+	if took := time.Since(begun); took > 10*time.Second {
+		t.Fatalf("the killed start returned only after %s", took)
+	}
+	t.Logf("killed start: %v", err)
+	raw, err := r.ReadFile("/run/hang.pid")
+	if err != nil {
+		t.Fatalf("the start never ran its child: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Eventually(5*time.Second, 20*time.Millisecond, func() error {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			return fmt.Errorf("the start's child %d still runs", pid)
+		}
+		return nil
+	}); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatal(err)
+	}
+	if st := r.ServiceState("hang"); st != "starting" {
+		t.Fatalf("after the killed start OpenRC says %q, want starting", st)
+	}
+	if err := rc.Run(context.Background(), "hang", "stop"); err != nil {
+		t.Fatalf("stop after the killed start: %v", err)
+	}
+	if st := r.ServiceState("hang"); st != "stopped" {
+		t.Fatalf("after the stop OpenRC says %q", st)
+	}
+	if raw, _ := r.ReadFile("/run/hang.state"); strings.TrimSpace(string(raw)) != "stopped" {
+		t.Fatalf("the script's stop() did not run (state %q)", raw)
 	}
 }
