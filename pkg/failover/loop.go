@@ -24,9 +24,9 @@ const (
 	// DefaultCheckEvery: every this many ticks the enabled services of a
 	// serving router are checked (crashed ones restarted).
 	DefaultCheckEvery = 5
-	// commandTimeout bounds one rc-service call, so a hung script can never
-	// wedge the loop.
-	commandTimeout = 60 * time.Second
+	// DefaultCommandTimeout bounds one rc-service call, so a hung script
+	// can never wedge the loop.
+	DefaultCommandTimeout = 60 * time.Second
 )
 
 // Scripts tells whether a service's OpenRC script can reload in place.
@@ -61,6 +61,7 @@ type Daemon struct {
 	// Timings (zero: the defaults).
 	Tick, Poll, Settle time.Duration
 	CheckEvery         int
+	CommandTimeout     time.Duration
 	// OnTransition, when set, sees every transition (tests, benchmarks).
 	OnTransition func(Event, Transition)
 	// Desired, when set, limits a reconcile to the running services whose
@@ -90,6 +91,9 @@ func (d *Daemon) defaults() {
 	}
 	if d.CheckEvery == 0 {
 		d.CheckEvery = DefaultCheckEvery
+	}
+	if d.CommandTimeout == 0 {
+		d.CommandTimeout = DefaultCommandTimeout
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -406,7 +410,7 @@ func parallel(names []string, f func(string) []op) []op {
 }
 
 func (d *Daemon) run(ctx context.Context, svc, verb string) op {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.CommandTimeout)
 	defer cancel()
 	err := d.Services.Run(ctx, svc, verb)
 	d.mu.Lock()
@@ -422,7 +426,7 @@ func (d *Daemon) run(ctx context.Context, svc, verb string) op {
 }
 
 func (d *Daemon) status(ctx context.Context, svc string) openrc.State {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.CommandTimeout)
 	defer cancel()
 	st, err := d.Services.Status(ctx, svc)
 	if err != nil {
@@ -518,7 +522,11 @@ func (d *Daemon) down(ctx context.Context, spec Spec) []string {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		switch {
-		case st == openrc.Crashed, st != openrc.Started && st != openrc.Starting && d.retry[svc]:
+		// A start of ours that failed is retried, also when OpenRC
+		// still says starting: no start of this daemon is under way
+		// (down runs between transitions), so that is a start killed
+		// at its deadline, and starting it again runs start() again.
+		case st == openrc.Crashed, st != openrc.Started && d.retry[svc]:
 			mu.Lock()
 			out = append(out, svc)
 			mu.Unlock()

@@ -363,6 +363,22 @@ func TestDaemonRetriesFailedStart(t *testing.T) {
 	waitFor(t, "retried", func() bool { return rc.state("one-nat4") == openrc.Started })
 }
 
+// A start that hangs past its deadline is killed (OpenRC still says
+// starting) and started again at the next check, like a failed one.
+func TestDaemonRetriesAStartKilledAtItsDeadline(t *testing.T) {
+	rc := newFakeRC("one-router4", "one-nat4")
+	release := rc.hold("one-nat4")
+	t.Cleanup(release)
+	startDaemon(t, mustSpec(t, "ETH0_IP=10.0.0.1 ONEAPP_VNF_NAT4_ENABLED=YES"), rc, obs(0),
+		func(d *Daemon) { d.CommandTimeout = 100 * time.Millisecond })
+	waitFor(t, "the start killed at its deadline", func() bool { return slices.Contains(rc.calls(), "one-nat4 start killed") })
+	if st := rc.state("one-nat4"); st != openrc.Starting {
+		t.Fatalf("one-nat4 is %s after its killed start", st)
+	}
+	release()
+	waitFor(t, "started again", func() bool { return rc.state("one-nat4") == openrc.Started })
+}
+
 type fakeReleaser struct {
 	mu    sync.Mutex
 	calls [][]keepalived.VIP
