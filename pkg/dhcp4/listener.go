@@ -1,11 +1,13 @@
 package dhcp4
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
@@ -38,6 +40,12 @@ type sysConn struct {
 	raw     int
 	ifindex int
 	hw      net.HardwareAddr
+	arp     *arpProber
+}
+
+// Probe asks the NIC's segment with ARP whether ip is in use.
+func (c *sysConn) Probe(ctx context.Context, ip net.IP, wait time.Duration) (net.HardwareAddr, error) {
+	return c.arp.Probe(ctx, ip, wait)
 }
 
 // ListenNIC binds UDP port 67 on nic only (SO_BINDTODEVICE). Unlike
@@ -87,7 +95,8 @@ func ListenNIC(nic string, addr net.UDPAddr) (PacketConn, error) {
 		pc.Close()
 		return nil, fmt.Errorf("opening packet socket: %w", err)
 	}
-	return &sysConn{udp: pc.(*net.UDPConn), raw: raw, ifindex: ifi.Index, hw: ifi.HardwareAddr}, nil
+	return &sysConn{udp: pc.(*net.UDPConn), raw: raw, ifindex: ifi.Index, hw: ifi.HardwareAddr,
+		arp: &arpProber{ifindex: ifi.Index, hw: ifi.HardwareAddr}}, nil
 }
 
 func (c *sysConn) ReadFrom(b []byte) (int, net.Addr, error) { return c.udp.ReadFrom(b) }
@@ -105,7 +114,7 @@ func (c *sysConn) WriteUnicast(b []byte, hw net.HardwareAddr, ip, src net.IP) er
 }
 
 func (c *sysConn) Close() error {
-	return errors.Join(c.udp.Close(), unix.Close(c.raw))
+	return errors.Join(c.udp.Close(), unix.Close(c.raw), c.arp.close())
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -33,6 +33,10 @@ type Daemon struct {
 	RetryEvery time.Duration
 	// OnState is called with every NIC's state whenever one changes.
 	OnState func(map[string]NICState)
+	// ProbeWait is how long an ARP probe of a new address waits for an
+	// answer before the OFFER leaves (0: DefaultProbeWait; negative: no
+	// probing).
+	ProbeWait time.Duration
 
 	mu     sync.Mutex
 	states map[string]NICState
@@ -178,7 +182,11 @@ func (d *Daemon) serveNIC(ctx context.Context, c NICConfig) {
 		}
 		log.Info("serving DHCP", "plugins", len(handlers))
 		d.setState(c.NIC, &NICState{Listening: true})
-		err = d.serveConn(ctx, conn, handlers, log)
+		wait := d.ProbeWait
+		if wait == 0 {
+			wait = DefaultProbeWait
+		}
+		err = d.serveConn(ctx, conn, handlers, log, newProbing(conn, ps, wait, log))
 		if ctx.Err() != nil {
 			return
 		}
@@ -214,11 +222,15 @@ func setup(ps PluginSet, confs []config.PluginConfig) ([]handler.Handler4, error
 // serveConn reads and answers requests one at a time until ctx ends or the
 // socket fails. Handling in the reading goroutine keeps each NIC's replies
 // in order and costs no goroutine per packet; the lease plugin serialises
-// its work anyway.
-func (d *Daemon) serveConn(ctx context.Context, conn PacketConn, handlers []handler.Handler4, log *slog.Logger) error {
+// its work anyway. Only an OFFER waiting for an ARP probe (p) is answered
+// from a goroutine of its own.
+func (d *Daemon) serveConn(ctx context.Context, conn PacketConn, handlers []handler.Handler4, log *slog.Logger, p *probing) error {
 	var once sync.Once
 	closeConn := func() { once.Do(func() { _ = conn.Close() }) }
 	defer closeConn()
+	pctx, cancel := context.WithCancel(ctx)
+	defer p.drain()
+	defer cancel()
 	stop := context.AfterFunc(ctx, closeConn)
 	defer stop()
 	buf := make([]byte, 65536)
@@ -230,14 +242,19 @@ func (d *Daemon) serveConn(ctx context.Context, conn PacketConn, handlers []hand
 			}
 			return err
 		}
-		handlePacket(conn, handlers, buf[:n], log)
+		handle(pctx, conn, handlers, buf[:n], log, p)
 	}
 }
 
-// handlePacket answers one datagram. Nothing a client sends can take the
+// handlePacket answers one datagram, without probing.
+func handlePacket(conn PacketConn, handlers []handler.Handler4, b []byte, log *slog.Logger) {
+	handle(context.Background(), conn, handlers, b, log, nil)
+}
+
+// handle answers one datagram. Nothing a client sends can take the
 // server down: malformed packets are dropped, and a panic in a handler is
 // logged and the packet dropped.
-func handlePacket(conn PacketConn, handlers []handler.Handler4, b []byte, log *slog.Logger) {
+func handle(ctx context.Context, conn PacketConn, handlers []handler.Handler4, b []byte, log *slog.Logger, p *probing) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("dropped a request that crashed its handler", "panic", fmt.Sprint(r))
@@ -254,6 +271,25 @@ func handlePacket(conn PacketConn, handlers []handler.Handler4, b []byte, log *s
 	resp := Reply(req, handlers)
 	if resp == nil {
 		return
+	}
+	if p.wanted(req, resp) {
+		switch p.begin(req) {
+		case duplicate:
+			return
+		case claimed:
+			// The reader reuses b: the probe keeps a request of its own.
+			own, err := dhcpv4.FromBytes(append([]byte(nil), b...))
+			var ownResp *dhcpv4.DHCPv4
+			if err == nil {
+				ownResp, err = dhcpv4.FromBytes(resp.ToBytes())
+			}
+			if err != nil {
+				p.end(req)
+				return
+			}
+			go p.offer(ctx, conn, handlers, own, ownResp)
+			return
+		}
 	}
 	if err := send(conn, req, resp); err != nil {
 		log.Warn("sending reply", "err", err, "type", resp.MessageType().String(), "mac", req.ClientHWAddr.String())

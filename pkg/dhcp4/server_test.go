@@ -75,6 +75,9 @@ type fakeNet struct {
 	mu    sync.Mutex
 	conns map[string][]*fakeConn
 	down  map[string]bool
+	// wrap, when set, gives the server another socket around the fake
+	// (one that also probes).
+	wrap func(*fakeConn) PacketConn
 }
 
 func (n *fakeNet) listen(nic string, _ net.UDPAddr) (PacketConn, error) {
@@ -85,6 +88,9 @@ func (n *fakeNet) listen(nic string, _ net.UDPAddr) (PacketConn, error) {
 	}
 	c := newFakeConn()
 	n.conns[nic] = append(n.conns[nic], c)
+	if n.wrap != nil {
+		return n.wrap(c), nil
+	}
 	return c, nil
 }
 

@@ -136,6 +136,20 @@ func TestDHCP(t *testing.T) {
 	t.Run("a MAC2IP miss gets a dynamic address from the top of the pool", func(t *testing.T) {
 		dynamic = other.mustLease(t, map[string]string{"ip": "10.0.0.254", "router": "10.0.0.1"})["ip"]
 	})
+	t.Run("a pool address another host answers ARP for is not offered", func(t *testing.T) {
+		// A client of the other router after a failover: it holds
+		// 10.0.0.253, the next address of the pool, without a lease of
+		// this server. The ARP probe finds it; the next client gets
+		// 10.0.0.252 and the address stays out of the pool.
+		squatter, err := l.Host("squatter")
+		must(err)
+		must(priv.Attach(squatter, "eth0", "10.0.0.253/24"))
+		next := newDHCPVM(t, l, priv, "next", "02:00:0a:00:01:01")
+		next.mustLease(t, map[string]string{"ip": "10.0.0.252"})
+		if !strings.Contains(d.Output(), "address in use on the link without a lease of this server") || !strings.Contains(d.Output(), "ip=10.0.0.253") {
+			t.Fatalf("the conflict is not logged:\n%s", d.Output())
+		}
+	})
 	t.Run("a MAC without the MAC2IP prefix gets no lease", func(t *testing.T) {
 		if got, err := foreign.lease("-t", "2"); err == nil {
 			t.Fatalf("52:54:00:12:34:56 got a lease: %v", got)
@@ -146,13 +160,13 @@ func TestDHCP(t *testing.T) {
 	})
 	t.Run("leases are written to the lease file", func(t *testing.T) {
 		b, err := r.ReadFile("/var/lib/one-appliance/dhcp4/leases-eth1.log")
-		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "02:00:0a:00:01:00 10.0.0.254") || strings.Contains(string(b), "52:54:00") {
+		if err != nil || !strings.Contains(string(b), "bound 02:00:0a:00:00:0c 10.0.0.12 ") || !strings.Contains(string(b), "02:00:0a:00:01:00 10.0.0.254") || !strings.Contains(string(b), "declined 00:00:00:00:00:00 10.0.0.253 ") || strings.Contains(string(b), "52:54:00") {
 			t.Fatalf("lease file: %v\n%s", err, b)
 		}
 	})
 	t.Run("status: running, serving what the context says", func(t *testing.T) {
 		out, err := lab.Run(context.Background(), r, lab.Bin("one-dhcp4v2"), "status")
-		if err != nil || !strings.Contains(out, "eth1: pool 10.0.0.1-10.0.0.254") || !strings.Contains(out, "active leases 2") {
+		if err != nil || !strings.Contains(out, "eth1: pool 10.0.0.1-10.0.0.254") || !strings.Contains(out, "active leases 3") {
 			t.Fatalf("status: %v\n%s", err, out)
 		}
 	})
@@ -177,7 +191,8 @@ func TestDHCP(t *testing.T) {
 		}
 		d = dhcpRouter(t, l, r)
 		other.mustLease(t, map[string]string{"ip": dynamic})
-		if !strings.Contains(d.Output(), "active=2") {
+		// Three leases and the address found in use.
+		if !strings.Contains(d.Output(), "active=4") {
 			t.Errorf("leases not loaded:\n%s", d.Output())
 		}
 	})
