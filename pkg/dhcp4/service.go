@@ -37,7 +37,9 @@ func (Service) Info() cli.Info {
 		Description: "Serves DHCP on each NIC of ONEAPP_VNF_DHCP4_INTERFACES (management NICs and NICs without an address excepted), " +
 			"in-process on coredhcp with the onelease plugin. With MAC2IP on (the default) a MAC with the prefix gets the address " +
 			"in its low 4 bytes (a free address of the NIC's pool when that one is outside the pool, excluded or taken) and a MAC " +
-			"without the prefix gets no lease; with MAC2IP off every client gets a free address of the pool. Leases persist in " +
+			"without the prefix gets no lease; with MAC2IP off every client gets a free address of the pool. A pool address new to " +
+			"this server is ARP-probed before it is offered on the link (up to 150 ms); one another host answers for is kept " +
+			"out of the pool for 10 minutes. Leases persist in " +
 			LeaseDir + " (written before the answer leaves, fsynced within a second) and expire. " +
 			"`configure` writes " + ConfigPath + " (checked by coredhcp's config loader first); `start` runs the daemon in the " +
 			"foreground (SIGTERM stops it, SIGHUP re-reads that file); `stop` ends a running daemon.",
