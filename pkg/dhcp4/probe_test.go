@@ -105,6 +105,24 @@ func TestOfferProbesNewAddresses(t *testing.T) {
 	if len(pc.probes()) != before {
 		t.Fatalf("a relayed DISCOVER was probed: %v", pc.probes())
 	}
+	// The host found holding 10.0.0.254 renews it: acknowledged (a client
+	// of the other router keeps its address); anyone else asking is NAKed.
+	renewBy := func(hw string) *dhcpv4.DHCPv4 {
+		t.Helper()
+		r, err := dhcpv4.New(dhcpv4.WithHwAddr(mustMAC(hw)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithClientIP(net.ParseIP("10.0.0.254")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.in <- r.ToBytes()
+		return reply(t, c).payload
+	}
+	if got := renewBy("52:54:00:00:00:09"); got.MessageType() != dhcpv4.MessageTypeNak {
+		t.Fatalf("another client took the address in use: %s", got.Summary())
+	}
+	if got := renewBy("02:00:99:99:99:01"); got.MessageType() != dhcpv4.MessageTypeAck || got.YourIPAddr.String() != "10.0.0.254" {
+		t.Fatalf("the holder's renewal: %s", got.Summary())
+	}
 }
 
 // With MAC2IP on, a VM's own MAC2IP address is offered without a probe.

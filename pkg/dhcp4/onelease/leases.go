@@ -112,7 +112,7 @@ func Load(cfg Config, now func() time.Time, log *slog.Logger, syncEvery time.Dur
 				x.expiry = r.expiry
 			}
 		case opDeclined:
-			l.markDeclined(ip, r.expiry)
+			l.markDeclined(ip, r.expiry, r.mac)
 		}
 	}
 	for ip, x := range l.byIP {
@@ -156,7 +156,7 @@ func (l *Leases) liveRecords() []record {
 		case bound:
 			out = append(out, record{op: opBound, mac: x.mac, ip: addr(x.ip), expiry: x.expiry, hostname: x.hostname})
 		case declined:
-			out = append(out, record{op: opDeclined, ip: addr(x.ip), expiry: x.expiry})
+			out = append(out, record{op: opDeclined, mac: x.mac, ip: addr(x.ip), expiry: x.expiry})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ip.Less(out[j].ip) })
@@ -197,7 +197,9 @@ func (l *Leases) freeFor(ip uint32, m mac, now time.Time) bool {
 		return false
 	}
 	x := l.byIP[ip]
-	return x == nil || x.expired(now) || (x.state != declined && x.mac == m)
+	// A declined address may go to the host an ARP probe found holding it
+	// (x.mac, zero after a DECLINE): a client of the other router renewing.
+	return x == nil || x.expired(now) || (x.mac == m && (x.state != declined || m != mac{}))
 }
 
 // foreign reports whether MAC2IP is on and m lacks its prefix. Such a
@@ -302,11 +304,13 @@ func (l *Leases) bind(m mac, ip uint32, st state, expiry time.Time, hostname str
 	return x
 }
 
-func (l *Leases) markDeclined(ip uint32, until time.Time) {
+// markDeclined keeps ip out of the pool until then; holder, when not zero,
+// is the host an ARP probe found answering for it, which may still take it.
+func (l *Leases) markDeclined(ip uint32, until time.Time, holder mac) {
 	if x := l.byIP[ip]; x != nil {
 		l.remove(x)
 	}
-	l.byIP[ip] = &lease{ip: ip, state: declined, expiry: until}
+	l.byIP[ip] = &lease{ip: ip, mac: holder, state: declined, expiry: until}
 }
 
 func (l *Leases) remove(x *lease) {
@@ -515,7 +519,7 @@ func (l *Leases) decline(m mac, req, resp *dhcpv4.DHCPv4) {
 		return
 	}
 	until := l.now().Add(declineHold).Truncate(time.Second)
-	l.markDeclined(ip, until)
+	l.markDeclined(ip, until, mac{})
 	l.persist(record{op: opDeclined, ip: addr(ip), expiry: until})
 	l.log.Warn("address declined by the client (in use by another host); kept out of the pool", "mac", m.String(), "ip", addr(ip).String(), "until", until.UTC().Format(time.RFC3339))
 }

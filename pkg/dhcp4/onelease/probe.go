@@ -33,7 +33,8 @@ func (l *Leases) NeedsProbe(hw net.HardwareAddr, ip net.IP) bool {
 // InUse takes ip out of the pool for the time a declined address is kept
 // out (10 minutes): a host with hardware address by answers for it on the
 // link without a lease of this server. The client it was offered to is
-// offered another address when it asks again.
+// offered another address when it asks again; the host itself may still
+// renew it (a client of the other router, after a failover).
 func (l *Leases) InUse(ip net.IP, by net.HardwareAddr) {
 	v := ipOf(ip)
 	if v == 0 || !l.usable(v) {
@@ -41,9 +42,13 @@ func (l *Leases) InUse(ip net.IP, by net.HardwareAddr) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var holder mac
+	if len(by) == 6 {
+		copy(holder[:], by)
+	}
 	until := l.now().Add(declineHold).Truncate(time.Second)
-	l.markDeclined(v, until)
-	l.persist(record{op: opDeclined, ip: addr(v), expiry: until})
+	l.markDeclined(v, until, holder)
+	l.persist(record{op: opDeclined, mac: holder, ip: addr(v), expiry: until})
 	l.log.Warn("address in use on the link without a lease of this server (the other router's client, or a static address); kept out of the pool",
 		"ip", addr(v).String(), "held_by", by.String(), "until", until.UTC().Format(time.RFC3339))
 }

@@ -22,7 +22,8 @@ import (
 //	<op> <mac> <ip> <expiry unix seconds> <hostname or -> <crc32 of the rest, hex>
 //
 // op is "bound" (a lease granted or renewed), "free" (released) or
-// "declined" (an address a client found in use; mac is all zeros). Later
+// "declined" (an address found in use: mac is all zeros after a client's
+// DECLINE, the holder's after an ARP probe found one). Later
 // records win. On start the log is read, records outside the current pool or
 // expired are dropped, and the survivors are rewritten as a compact log
 // (temporary file, fsync, rename), to which the daemon then appends.
