@@ -370,6 +370,11 @@ dd if=/dev/zero of=/etc/unbound/.filler bs=4k 2>/dev/null || true`
 // the killed keepalived is started again and stays backup; traffic flows
 // through the new master.
 func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
+	// A client takes a lease from the master and uses it: after the
+	// failover the new master, which does not share the old one's
+	// leases, must not give that address to another client.
+	old, held := dhcpBeforeFailover(t, a, m)
+
 	before := m.Starts()
 	if m.Kill("keepalived") == 0 {
 		t.Fatal("no keepalived to kill")
@@ -395,6 +400,63 @@ func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
 	lease(t, a.VMs[0], b)
+	dhcpAfterFailover(t, a, b, old, held)
+}
+
+// heldAddr is the pool address the client of dhcpBeforeFailover asks for:
+// far below the top, where the routers' dynamic allocations start.
+const heldAddr = "10.0.0.150"
+
+// dhcpBeforeFailover attaches a new client ("oldvm") to the private
+// network, which takes heldAddr from the master m and configures it.
+func dhcpBeforeFailover(t *testing.T, a *appliance, m *lab.Router) (*lab.DHCPClient, string) {
+	t.Helper()
+	c := dhcpHost(t, a, "oldvm")
+	got, err := c.Lease("-r", heldAddr)
+	if err != nil || got["ip"] != heldAddr {
+		t.Fatalf("oldvm asking %s for %s: %v %v\n%s", m.Role, heldAddr, got, err, m.TailFile("/var/log/one-appliance/one-dhcp4v2.log", 30))
+	}
+	lab.MustRun(t, c.Host, "ip", "addr", "add", heldAddr+"/24", "dev", "eth0")
+	return c, heldAddr
+}
+
+// dhcpHost attaches a host without an address to the private network.
+func dhcpHost(t *testing.T, a *appliance, name string) *lab.DHCPClient {
+	t.Helper()
+	h, err := a.Lab.Host(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Private.Attach(h, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.Lab.DHCPClient(h, "eth0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dhcpAfterFailover: a new client asking the new master b for the address
+// oldvm took from the old master is offered another (b's ARP probe finds
+// oldvm on it), and oldvm renews its address from b.
+func dhcpAfterFailover(t *testing.T, a *appliance, b *lab.Router, old *lab.DHCPClient, held string) {
+	t.Helper()
+	logTail := func() string { return b.TailFile("/var/log/one-appliance/one-dhcp4v2.log", 30) }
+	got, err := dhcpHost(t, a, "newvm").Lease("-r", held)
+	if err != nil {
+		t.Fatalf("new client's lease from %s: %v\n%s", b.Role, err, logTail())
+	}
+	if got["ip"] == held {
+		t.Fatalf("the new master gave %s, which oldvm holds from the old master, to a new client\n%s", held, logTail())
+	}
+	if len(b.LogLines("/var/log/one-appliance/one-dhcp4v2.log", "address in use on the link", "ip="+held+" ")) == 0 {
+		t.Errorf("%s did not log %s in use\n%s", b.Role, held, logTail())
+	}
+	if renewed, err := old.Lease("-r", held); err != nil || renewed["ip"] != held {
+		t.Fatalf("oldvm renewing %s from %s: %v %v\n%s", held, b.Role, renewed, err, logTail())
+	}
+	t.Logf("after the failover: oldvm keeps %s, a new client asking for it gets %s", held, got["ip"])
 }
 
 // movedTo waits until b alone holds the VIPs.
