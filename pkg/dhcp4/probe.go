@@ -138,6 +138,11 @@ func (p *probing) free(ip net.IP) {
 				delete(p.verified, k)
 			}
 		}
+		// Still full (a flood of new clients): forget them all rather
+		// than scan the map again on every probe; they are probed again.
+		if len(p.verified) > maxProbes/2 {
+			clear(p.verified)
+		}
 	}
 	p.verified[ip.String()] = now
 }
