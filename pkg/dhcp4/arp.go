@@ -56,6 +56,9 @@ func (a *arpProber) read() {
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
+			// The link went down or away: no spinning until the NIC's
+			// server is restarted and closes the socket.
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		// Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4.
