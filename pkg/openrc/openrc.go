@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hypercx/vrouter/pkg/fsroot"
 )
 
@@ -82,9 +84,7 @@ func (r RC) Run(ctx context.Context, name, verb string, flags ...string) error {
 	}
 	args := append(append([]string{}, flags...), name, verb)
 	var out bytes.Buffer
-	c := command(ctx, r.cmd(), args...)
-	c.Stdout, c.Stderr = &out, &out
-	if err := wait(ctx, c.Run()); err != nil {
+	if err := wait(ctx, run(ctx, &out, r.cmd(), args...)); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("rc-service %s: %w (its processes were killed): %s", strings.Join(args, " "), ctx.Err(), strings.TrimSpace(out.String()))
 		}
@@ -93,27 +93,48 @@ func (r RC) Run(ctx context.Context, name, verb string, flags ...string) error {
 	return nil
 }
 
-// command runs rc-service in a process group of its own, and a cancelled
-// or timed-out ctx kills the whole group: the script's start() and
-// whatever it runs in the foreground (a one-* binary waiting on a lock)
-// die with it. Killing rc-service alone would leave them running, to
-// finish later behind the caller's back (a start applying rules on a
-// router that has become backup meanwhile). OpenRC then still says
-// "starting", and `rc-service X stop` runs the script's stop(), which
-// takes down whatever the start had already set up.
-func command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	c := exec.CommandContext(ctx, name, args...)
+// run runs name in a process group of its own, and a cancelled or
+// timed-out ctx kills the whole group: the script's start() and whatever
+// it runs in the foreground (a one-* binary waiting on a lock) die with
+// it. Killing rc-service alone would leave them running, to finish later
+// behind the caller's back (a start applying rules on a router that has
+// become backup meanwhile). OpenRC then still says "starting", and
+// `rc-service X stop` runs the script's stop(), which takes down whatever
+// the start had already set up.
+//
+// The group is signalled only while its leader is unreaped: run waits for
+// the exit with WNOWAIT, stops the killer, and only then reaps, so the
+// process group ID can never have been reused by another process when the
+// signal goes out (exec.Cmd's Cancel may run after Wait has reaped).
+func run(ctx context.Context, out *bytes.Buffer, name string, args ...string) error {
+	c := exec.Command(name, args...)
+	c.Stdout, c.Stderr = out, out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error {
-		if c.Process == nil {
-			return nil
-		}
-		return syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-	}
-	// Daemons a start launched in the background keep its output pipe
-	// open; do not wait for them once the group is killed.
+	// Daemons a start launched in the background may keep the output
+	// pipe open; do not wait for them once the script is done.
 	c.WaitDelay = 2 * time.Second
-	return c
+	if err := c.Start(); err != nil {
+		return err
+	}
+	pid := c.Process.Pid
+	exited, killerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		select {
+		case <-ctx.Done():
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		case <-exited:
+		}
+	}()
+	var info unix.Siginfo
+	for {
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+			break
+		}
+	}
+	close(exited)
+	<-killerDone
+	return c.Wait()
 }
 
 // wait reads the error of a command: one that exited well but left a
@@ -131,9 +152,7 @@ func (r RC) Status(ctx context.Context, name string) (State, error) {
 		return Missing, nil
 	}
 	var out bytes.Buffer
-	c := command(ctx, r.cmd(), name, "status")
-	c.Stdout, c.Stderr = &out, &out
-	err := wait(ctx, c.Run())
+	err := wait(ctx, run(ctx, &out, r.cmd(), name, "status"))
 	if st := ParseStatus(out.String()); st != Unknown {
 		return st, nil
 	}

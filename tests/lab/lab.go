@@ -499,6 +499,9 @@ func killNetns(name string) {
 	if err != nil {
 		return
 	}
+	if own, err := os.Stat("/proc/self/ns/net"); err != nil || os.SameFile(own, target) {
+		return
+	}
 	killWhere(func(pid string) bool {
 		st, err := os.Stat("/proc/" + pid + "/ns/net")
 		return err == nil && os.SameFile(st, target)

@@ -130,6 +130,11 @@ func (r *Router) close() error {
 	if err != nil {
 		return nil
 	}
+	// An anchor that died and whose PID went to a process of the host
+	// would name the host's mount namespace: never kill by that.
+	if own, err := os.Stat("/proc/self/ns/mnt"); err != nil || os.SameFile(own, target) {
+		return nil
+	}
 	killWhere(func(pid string) bool {
 		st, err := os.Stat("/proc/" + pid + "/ns/mnt")
 		return err == nil && os.SameFile(st, target)
