@@ -186,19 +186,11 @@ func (r *Router) PIDs(comm string) []int {
 	if len(comm) > 15 {
 		comm = comm[:15]
 	}
-	target, err := os.Stat(fmt.Sprintf("/proc/%d/ns/mnt", r.pid))
-	if err != nil {
-		return nil
-	}
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == r.pid {
-			continue
-		}
-		st, err := os.Stat("/proc/" + e.Name() + "/ns/mnt")
-		if err != nil || !os.SameFile(st, target) {
+		if err != nil || pid == r.pid || !r.inInstance(e.Name()) {
 			continue
 		}
 		if c, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(c)) == comm {

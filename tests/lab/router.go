@@ -21,6 +21,12 @@ type Router struct {
 	anchor *exec.Cmd
 	pid    int
 	dir    string
+	// mntns holds the instance's mount namespace open from the moment it
+	// is made: processes are matched against it, never against whatever
+	// /proc/<pid> names later (an anchor that died leaves its PID free for
+	// any process of the machine, such as another test's), and an open
+	// namespace keeps its identity (inode) to itself.
+	mntns *os.File
 }
 
 // anchorScript mounts the instance's private view of the machine. It runs in
@@ -82,6 +88,14 @@ func (l *Lab) Router(role string) (*Router, error) {
 	case <-time.After(10 * time.Second):
 		return nil, fmt.Errorf("router instance %s did not come up: %s", role, stderr.String())
 	}
+	// The anchor is up (it unshared before saying ready).
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", r.pid))
+	if err != nil {
+		return nil, fmt.Errorf("router instance %s: %w", role, err)
+	}
+	l.mu.Lock()
+	r.mntns = f
+	l.mu.Unlock()
 	return r, nil
 }
 
@@ -126,12 +140,18 @@ func (r *Router) RC(svc, verb string) (string, error) {
 // close kills every process of the instance's mount namespace (the anchor
 // and whatever OpenRC started there), which unmounts its view.
 func (r *Router) close() error {
-	target, err := os.Stat(fmt.Sprintf("/proc/%d/ns/mnt", r.pid))
+	r.lab.mu.Lock()
+	f := r.mntns
+	r.mntns = nil
+	r.lab.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	defer f.Close()
+	target, err := f.Stat()
 	if err != nil {
 		return nil
 	}
-	// An anchor that died and whose PID went to a process of the host
-	// would name the host's mount namespace: never kill by that.
 	if own, err := os.Stat("/proc/self/ns/mnt"); err != nil || os.SameFile(own, target) {
 		return nil
 	}
@@ -140,4 +160,21 @@ func (r *Router) close() error {
 		return err == nil && os.SameFile(st, target)
 	})
 	return nil
+}
+
+// inInstance reports whether process pid lives in the instance's mount
+// namespace.
+func (r *Router) inInstance(pid string) bool {
+	r.lab.mu.Lock()
+	f := r.mntns
+	r.lab.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	target, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, err := os.Stat("/proc/" + pid + "/ns/mnt")
+	return err == nil && os.SameFile(st, target)
 }
