@@ -197,7 +197,73 @@ func benchDHCP(b *bench) error {
 		b.add(fmt.Sprintf("  %s: peak 4-way exchanges/s (offered %d/s, %d drops)", s.name, p.offered, p.drops), target,
 			fmt.Sprintf("%.0f/s", p.achieved), ok)
 	}
-	return benchDHCPRestart(b, srv, probe, dir)
+	if err := benchDHCPRestart(b, srv, probe, dir); err != nil {
+		return err
+	}
+	return benchDHCPOnLink(b, srv, cli, probe, dir)
+}
+
+// benchDHCPOnLink times a whole lease of a client on the server's link
+// (busybox udhcpc: DISCOVER to ACK), for an address new to the server,
+// which is ARP-probed before it is offered, and for a MAC2IP address,
+// which is not. The difference is what conflict detection costs a new
+// client; the server starts fresh for each run.
+func benchDHCPOnLink(b *bench, srv, cli *lab.Namespace, probe *relayProbe, dir string) error {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		fmt.Println("  on-link lease figures skipped: needs busybox (scripts/install-deps.sh installs it)")
+		return nil
+	}
+	orig, err := lab.Run(context.Background(), cli, "cat", "/sys/class/net/eth0/address")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = lab.Run(context.Background(), cli, "ip", "link", "set", "eth0", "address", strings.TrimSpace(orig))
+	}()
+	for _, c := range []struct {
+		mac2ip bool
+		mac    string
+		what   string
+	}{
+		{false, "52:54:00:aa:00:01", "address new to the server (ARP-probed first, up to 150 ms)"},
+		{true, "02:00:0a:00:01:05", "MAC2IP address (not probed)"},
+	} {
+		if _, err := lab.Run(context.Background(), cli, "ip", "link", "set", "eth0", "address", c.mac); err != nil {
+			return err
+		}
+		var ds []time.Duration
+		for run := 0; run < b.runs; run++ {
+			d := filepath.Join(dir, fmt.Sprintf("onlink-%t-%d", c.mac2ip, run))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			env := filepath.Join(d, "one_env")
+			if err := os.WriteFile(env, []byte(dhcpContext(c.mac2ip)), 0o600); err != nil {
+				return err
+			}
+			p, err := b.lab.Start(srv, "one-dhcp4v2 on-link", "", lab.Bin("one-dhcp4v2"), "--root", filepath.Join(d, "root"), "--env-file", env,
+				"--log-file", "/var/log/one-appliance/one-dhcp4v2.log", "start")
+			if err != nil {
+				return err
+			}
+			// Serving (a relayed DISCOVER is answered, without a probe).
+			if _, err := probe.waitOffer(net.HardwareAddr{0x02, 0x00, 0x0a, 0x00, 0x02, 0x01}, 10*time.Second); err != nil {
+				p.Stop()
+				return fmt.Errorf("one-dhcp4v2 did not answer: %v: %s", err, tail(p.Output()))
+			}
+			start := time.Now()
+			out, err := lab.Run(context.Background(), cli, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", "/bin/true")
+			took := time.Since(start)
+			p.Stop()
+			if err != nil {
+				return fmt.Errorf("udhcpc got no lease (%s): %v: %s", c.what, err, out)
+			}
+			ds = append(ds, took)
+		}
+		med, lo, hi := stats(ds)
+		b.add("on-link client, whole lease (udhcpc), "+c.what, "-", spread(med, lo, hi), true)
+	}
+	return nil
 }
 
 func orNone(s string) string {
