@@ -1,6 +1,7 @@
 package dhcp4
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -162,7 +163,7 @@ func (p *probing) offer(ctx context.Context, conn PacketConn, handlers []handler
 			// The link cannot be asked: offer as a server without
 			// probing would.
 			p.log.Warn("ARP probe failed; offering without it", "ip", ip.String(), "err", err)
-		case holder != nil && holder.String() != req.ClientHWAddr.String():
+		case holder != nil && !bytes.Equal(holder, req.ClientHWAddr):
 			p.conflicts.InUse(ip, holder)
 			if attempt >= probeAttempts {
 				p.log.Warn("offered addresses in use on the link; no offer this time", "mac", req.ClientHWAddr.String(), "tries", attempt)
@@ -178,9 +179,7 @@ func (p *probing) offer(ctx context.Context, conn PacketConn, handlers []handler
 		default:
 			p.free(ip)
 		}
-		if err := send(conn, req, resp); err != nil {
-			p.log.Warn("sending reply", "err", err, "type", resp.MessageType().String(), "mac", req.ClientHWAddr.String())
-		}
+		sendLogged(conn, req, resp, p.log)
 		return
 	}
 }

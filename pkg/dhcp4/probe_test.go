@@ -145,3 +145,31 @@ func TestOfferDoesNotProbeMAC2IP(t *testing.T) {
 		t.Fatalf("probed %v", p)
 	}
 }
+
+// When every address tried is in use, the client gets no OFFER this time
+// (three tries), the addresses leave the pool, and its next DISCOVER is
+// offered a free one.
+func TestOfferGivesUpAfterThreeAddressesInUse(t *testing.T) {
+	var pc *probingConn
+	n := &fakeNet{conns: map[string][]*fakeConn{}, down: map[string]bool{}}
+	n.wrap = func(c *fakeConn) PacketConn {
+		pc = &probingConn{fakeConn: c, holders: map[string]string{
+			"10.0.0.254": "02:00:99:99:99:01", "10.0.0.253": "02:00:99:99:99:02", "10.0.0.252": "02:00:99:99:99:03"}}
+		return pc
+	}
+	r := startDaemon(t, n, "ONEAPP_VNF_DHCP4_MAC2IP_ENABLED=NO", "ETH1_IP=10.0.0.1", "ETH1_MASK=255.255.255.0")
+	c := r.net.conn(t, "eth1", 0)
+	disc, _ := dhcpv4.NewDiscovery(mustMAC("52:54:00:00:00:01"))
+	disc.SetBroadcast()
+	noReply(t, c, func() {
+		c.in <- disc.ToBytes()
+		waitFor(t, "three probes", func() bool { return len(pc.probes()) == 3 })
+	})
+	if !strings.Contains(r.logString(), "offered addresses in use on the link; no offer this time") {
+		t.Fatalf("giving up is not logged:\n%s", r.logString())
+	}
+	c.in <- disc.ToBytes()
+	if s := reply(t, c); s.payload.YourIPAddr.String() != "10.0.0.251" {
+		t.Fatalf("after three addresses in use: offered %s, want 10.0.0.251", s.payload.YourIPAddr)
+	}
+}

@@ -291,6 +291,11 @@ func handle(ctx context.Context, conn PacketConn, handlers []handler.Handler4, b
 			return
 		}
 	}
+	sendLogged(conn, req, resp, log)
+}
+
+// sendLogged sends resp; a failure is logged, never fatal.
+func sendLogged(conn PacketConn, req, resp *dhcpv4.DHCPv4, log *slog.Logger) {
 	if err := send(conn, req, resp); err != nil {
 		log.Warn("sending reply", "err", err, "type", resp.MessageType().String(), "mac", req.ClientHWAddr.String())
 	}

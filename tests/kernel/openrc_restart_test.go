@@ -29,6 +29,18 @@ start() { return 0; }
 stop() { return 0; }
 `
 
+// seam is the product's OpenRC seam on instance r: rc-service run inside
+// it (a wrapper entering its namespaces with exec, so the seam's process
+// group and kills reach the real rc-service).
+func seam(t *testing.T, l *lab.Lab, r *lab.Router) openrc.RC {
+	t.Helper()
+	wrapper := filepath.Join(l.Dir, "rc-service-in-"+r.Role)
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec nsenter -t "+strconv.Itoa(r.PID())+" -m -n -- rc-service \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return openrc.RC{Root: fsroot.Root(r.Path("/")), Command: wrapper}
+}
+
 // A restart through the openrc seam never brings back a service that
 // another process stopped while it ran (`rc-service X restart` does:
 // OpenRC starts again every service that was started when the restart
@@ -48,12 +60,7 @@ func TestOpenRCRestartLeavesOthersStopped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// rc-service inside the instance, for the seam.
-	wrapper := filepath.Join(l.Dir, "rc-service-in-instance")
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec nsenter -t "+strconv.Itoa(r.PID())+" -m -n -- rc-service \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rc := openrc.RC{Root: fsroot.Root(r.Path("/")), Command: wrapper}
+	rc := seam(t, l, r)
 
 	restartWhileStopping := func(restart func() error) string {
 		t.Helper()
@@ -119,11 +126,7 @@ func TestOpenRCTimeoutKillsTheWholeStart(t *testing.T) {
 	if err := r.WriteFile("/etc/init.d/hang", []byte(hangScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wrapper := filepath.Join(l.Dir, "rc-service-in-hang")
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec nsenter -t "+strconv.Itoa(r.PID())+" -m -n -- rc-service \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rc := openrc.RC{Root: fsroot.Root(r.Path("/")), Command: wrapper}
+	rc := seam(t, l, r)
 
 	// The start runs until its child is up, then its context ends (a
 	// cancel here; one-failover's 60 s deadline or a BACKUP there).
