@@ -202,6 +202,12 @@ func (l *Leases) freeFor(ip uint32, m mac, now time.Time) bool {
 	return x == nil || x.expired(now) || (x.mac == m && (x.state != declined || m != mac{}))
 }
 
+// isCandidate reports whether ip is m's MAC2IP address.
+func (l *Leases) isCandidate(m mac, ip uint32) bool {
+	cand, ok := l.candidate(m)
+	return ok && cand == ip
+}
+
 // foreign reports whether MAC2IP is on and m lacks its prefix. Such a
 // client is not a NIC the cloud made and gets no lease at all: the guide's
 // "otherwise no IPv4 address will be assigned". With MAC2IP off every
@@ -452,6 +458,16 @@ func (l *Leases) request(m mac, req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool)
 		return nil, true
 	}
 	ip, miss, err := l.choose(m, want, now)
+	moved := err == nil && ip != want && sid == nil && !l.isCandidate(m, ip) && l.freeFor(want, m, now)
+	if moved {
+		// A client renewing or rebooting with an address nobody else holds,
+		// other than the one on record for it: the record is stale (the
+		// client got its address from the other router while this one was
+		// backup). Keep the client on its address rather than NAK it and
+		// break its connections; the MAC2IP address alone is not negotiable.
+		l.log.Info("lease moved to the address the client holds", "mac", m.String(), "from", addr(ip).String(), "to", addr(want).String())
+		ip = want
+	}
 	if err == nil && ip == want {
 		prev := l.byMAC[m]
 		isNew := prev == nil || prev.ip != ip || prev.state != bound || prev.expired(now)

@@ -540,6 +540,45 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+// A client renewing an address nobody holds, other than the one this
+// router has on record for it (the other router leased it while this one
+// was backup), keeps its address: the lease moves, across a restart too.
+func TestRenewalMovesAStaleLease(t *testing.T) {
+	s := newSrv(t, leaseFile+" 10.0.0.2 10.0.0.3 3600s --authoritative")
+	a, b := "aa:00:00:00:00:01", "aa:00:00:00:00:02"
+	if got := s.ip(a); got != "10.0.0.3" {
+		t.Fatal(got)
+	}
+	if got := s.renew(a, "10.0.0.2"); got != "ACK" {
+		t.Fatalf("renewing the address it holds from the other router: %s, want ACK", got)
+	}
+	if !strings.Contains(s.log.String(), "lease moved") {
+		t.Errorf("move not logged:\n%s", s.log)
+	}
+	s.start(leaseFile + " 10.0.0.2 10.0.0.3 3600s --authoritative")
+	if got := s.ip(b); got != "10.0.0.3" {
+		t.Errorf("another client got %s, want the address the first one left, 10.0.0.3", got)
+	}
+	if got := s.renew(a, "10.0.0.2"); got != "ACK" {
+		t.Errorf("renewal of the moved lease after a restart: %s", got)
+	}
+	// An address another client holds is still refused.
+	if got := s.renew(a, "10.0.0.3"); got != "NAK" {
+		t.Errorf("renewing an address leased to another client: %s, want NAK", got)
+	}
+	// So is a REQUEST answering an offer with another address than offered.
+	s2 := newSrv(t, leaseFile+" 10.0.0.2 10.0.0.9 3600s --authoritative")
+	offer := s2.do(discover(a))
+	sel := request(a, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.0.0.1"))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.5"))))
+	if offer == nil || offer.YourIPAddr.String() == "10.0.0.5" {
+		t.Fatalf("offer: %v", offer)
+	}
+	if r := s2.do(sel); r == nil || r.MessageType() != dhcpv4.MessageTypeNak {
+		t.Errorf("SELECTING another address than offered: %v", r)
+	}
+}
+
 func TestInformAndOptions(t *testing.T) {
 	s := newSrv(t, pool)
 	inf, _ := dhcpv4.NewInform(hw("02:00:c0:a8:00:01"), net.ParseIP("10.0.0.40"),
