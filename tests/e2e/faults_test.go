@@ -49,6 +49,7 @@ var faults = []fault{
 	{"NIC without VIP removed and added back", faultNICNoVIP},
 	{"disk full writing a config", faultDiskFull},
 	{"keepalived killed", faultKeepalivedKilled},
+	{"a service start hangs on a master that loses the VIPs", faultHangingStart},
 	{"NIC with VIPs removed and added back", faultNICWithVIPs},
 	{"OneGate down", faultOneGate(sim.Fault{Status: 503}, true)},
 	// Longer than the client's timeout of an attempt (10 s): no request
@@ -401,6 +402,80 @@ func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
 	lease(t, a.VMs[0], b)
 	dhcpAfterFailover(t, a, b, old, held)
+}
+
+// hangArg marks the process a hanging service start leaves running.
+const hangArg = "6061"
+
+// A service's start hangs on the router that just became master (its
+// binary waits forever), and that router loses the VIPs back while it
+// hangs: its one-failover cancels the start at once (the hanging process
+// and its group are killed) and stops its services, well before the
+// start's own deadline (60 s); the other router serves.
+func faultHangingStart(t *testing.T, a *appliance, m, b *lab.Router) {
+	// b's one-dns start hangs; every other verb runs the real binary.
+	bin := "/usr/sbin/one-dns"
+	if out, err := b.Command(context.Background(), "mv", bin, bin+".real").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	defer func() {
+		if out, err := b.Command(context.Background(), "mv", bin+".real", bin).CombinedOutput(); err != nil {
+			t.Errorf("restoring %s: %v %s", bin, err, out)
+		}
+	}()
+	wrapper := "#!/bin/sh\ncase \" $* \" in *\" start \"*) exec sleep " + hangArg + " ;; esac\nexec " + bin + ".real \"$@\"\n"
+	if err := b.WriteFile(bin, []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// m loses the VIPs: b becomes master and its start of one-dns hangs.
+	mKeepalived := m.Starts()["pid:keepalived"]
+	if m.Kill("keepalived") == 0 {
+		t.Fatal("no keepalived to kill")
+	}
+	movedTo(t, a, b)
+	var hung []int
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if hung = b.PIDsWith("sleep", hangArg); len(hung) == 0 {
+			return fmt.Errorf("one-dns start not hanging on %s", b.Role)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, failoverLog(b))
+	}
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if p := m.Starts()["pid:keepalived"]; p == "" || p == mKeepalived {
+			return fmt.Errorf("keepalived not started again on %s", m.Role)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// b loses the VIPs while the start hangs.
+	since := time.Now()
+	if b.Kill("keepalived") == 0 {
+		t.Fatal("no keepalived to kill")
+	}
+	movedTo(t, a, m)
+	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+		if p := b.PIDsWith("sleep", hangArg); len(p) > 0 {
+			return fmt.Errorf("the hanging start still runs on %s: %v", b.Role, p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, failoverLog(b))
+	}
+	if err := b.WaitServices(20*time.Second, false, faultDaemons...); err != nil {
+		t.Fatalf("%s kept serving: %v\n%s", b.Role, err, failoverLog(b))
+	}
+	if len(b.FailoverLines(since, "cancelling their starts")) == 0 {
+		t.Errorf("%s did not log the cancelled start\n%s", b.Role, failoverLog(b))
+	}
+	waitStarted(t, m, faultDaemons...)
+	converged(t, m, "one-dns")
+	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
+	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
 }
 
 // heldAddr is the pool address the client of dhcpBeforeFailover asks for:
