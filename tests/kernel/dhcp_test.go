@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,7 +203,7 @@ export ONEAPP_VNF_DHCP4_ETH1_DNS="10.0.0.1 1.1.1.1"`, 1)
 		if out, err := lab.Run(context.Background(), r, lab.Bin("one-dhcp4v2"), "configure"); err != nil {
 			t.Fatalf("configure: %v %s", err, out)
 		}
-		lab.MustRun(t, r, "kill", "-HUP", strconv.Itoa(d.Cmd.Process.Pid))
+		lab.MustRun(t, r, "pkill", "-HUP", "-x", "one-dhcp4v2")
 		if err := lab.Eventually(10*time.Second, 20*time.Millisecond, func() error {
 			if !strings.Contains(d.Output(), "started=[eth1]") {
 				return fmt.Errorf("not reloaded")

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +34,7 @@ stop() { return 0; }
 func seam(t *testing.T, l *lab.Lab, r *lab.Router) openrc.RC {
 	t.Helper()
 	wrapper := filepath.Join(l.Dir, "rc-service-in-"+r.Role)
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec nsenter -t "+strconv.Itoa(r.PID())+" -m -n -- rc-service \"$@\"\n"), 0o755); err != nil {
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+strings.Join(r.EnterArgs(), " ")+" rc-service \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return openrc.RC{Root: fsroot.Root(r.Path("/")), Command: wrapper}
@@ -158,12 +157,13 @@ func TestOpenRCTimeoutKillsTheWholeStart(t *testing.T) {
 	}
 	t.Logf("returned %s after the cancel", time.Since(begun).Round(time.Millisecond))
 	if err := lab.Eventually(5*time.Second, 20*time.Millisecond, func() error {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		// The instance's own /proc: pid is numbered in its PID namespace.
+		if _, err := os.Stat(r.Path(fmt.Sprintf("/proc/%d", pid))); err == nil {
 			return fmt.Errorf("the start's child %d still runs", pid)
 		}
 		return nil
 	}); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_, _ = lab.Run(context.Background(), r, "kill", "-9", strconv.Itoa(pid))
 		t.Fatal(err)
 	}
 	if st := r.ServiceState("hang"); st != "starting" {

@@ -4,7 +4,8 @@
 // instances (a namespace plus a private mount namespace whose /etc, /usr and
 // /var are copy-on-write overlays and /run a fresh tmpfs, so the real
 // binaries are installed with their own `install` verb and the real OpenRC
-// scripts run side by side without touching the machine).
+// scripts run side by side without touching the machine; and a PID
+// namespace whose init reaps orphans at once, as the appliance's does).
 //
 // Every name carries a random suffix; Close stops every process the lab
 // started or that lives in its namespaces, by PID, then deletes the
@@ -381,17 +382,27 @@ func (p *Proc) Exited() bool {
 // Wait waits for the process to end.
 func (p *Proc) Wait() error { <-p.done; return p.err }
 
-// Stop kills the process (by PID) and waits for it.
+// Stop kills the process (by PID) and waits for it: SIGTERM, SIGKILL 3 s
+// later. A process run inside a router instance is signalled with its
+// process group, which holds the program nsenter forked.
 func (p *Proc) Stop() {
 	if p.Cmd.Process != nil && !p.Exited() {
-		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		p.signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
 		case <-time.After(3 * time.Second):
-			_ = p.Cmd.Process.Kill()
+			p.signal(syscall.SIGKILL)
 			<-p.done
 		}
 	}
+}
+
+func (p *Proc) signal(sig syscall.Signal) {
+	if a := p.Cmd.SysProcAttr; a != nil && a.Setpgid {
+		_ = syscall.Kill(-p.Cmd.Process.Pid, sig)
+		return
+	}
+	_ = p.Cmd.Process.Signal(sig)
 }
 
 // Start runs args in h in the background; if ready is non-empty it waits

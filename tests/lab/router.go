@@ -9,18 +9,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // Router is a router instance: a network namespace plus a private mount
-// namespace (overlays on /etc, /usr, /var; tmpfs /run with OpenRC's state),
-// kept alive by an anchor process.
+// namespace (overlays on /etc, /usr, /var; tmpfs /run with OpenRC's state)
+// and its own PID namespace, whose init (the anchor) reaps what is
+// orphaned inside at once, as the appliance's init does. (Orphans of the
+// machine's namespace go to its init, which may reap late: a stopped
+// daemon's supervisor then lingers as a zombie and `supervise-daemon
+// --stop`, which waits for it to go, takes seconds.)
 type Router struct {
 	*Namespace
 	lab    *Lab
 	anchor *exec.Cmd
-	pid    int
-	dir    string
+	// unshared is closed once unshare, the anchor's parent, has reaped
+	// the anchor and exited.
+	unshared chan struct{}
+	pid      int
+	dir      string
 	// mntns holds the instance's mount namespace open from the moment it
 	// is made: processes are matched against it, never against whatever
 	// /proc/<pid> names later (an anchor that died leaves its PID free for
@@ -29,9 +37,10 @@ type Router struct {
 	mntns *os.File
 }
 
-// anchorScript mounts the instance's private view of the machine. It runs in
-// a fresh mount namespace (unshare --propagation private), so none of it is
-// visible outside.
+// anchorScript mounts the instance's private view of the machine, then
+// becomes the reaping init of its PID namespace ($2: nettool init). It runs
+// in a fresh mount namespace (unshare --propagation private) as PID 1 of a
+// fresh PID namespace with its own /proc, so none of it is visible outside.
 const anchorScript = `set -e
 for d in etc usr var; do
 	mkdir -p "$1/upper/$d" "$1/work/$d"
@@ -44,7 +53,7 @@ for d in started starting stopping inactive wasinactive exclusive scheduled opti
 done
 touch /run/openrc/softlevel
 echo ready
-exec sleep infinity
+exec "$2" init
 `
 
 // Router creates a router instance called role.
@@ -57,7 +66,8 @@ func (l *Lab) Router(role string) (*Router, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.name, "unshare", "--mount", "--propagation", "private", "sh", "-c", anchorScript, "anchor", dir)
+	cmd := exec.Command("ip", "netns", "exec", n.name, "unshare", "--mount", "--propagation", "private",
+		"--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", anchorScript, "anchor", dir, Bin("nettool"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -67,7 +77,7 @@ func (l *Lab) Router(role string) (*Router, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	r := &Router{Namespace: n, lab: l, anchor: cmd, pid: cmd.Process.Pid, dir: dir}
+	r := &Router{Namespace: n, lab: l, anchor: cmd, dir: dir, unshared: make(chan struct{})}
 	l.mu.Lock()
 	l.routers = append(l.routers, r)
 	l.mu.Unlock()
@@ -78,7 +88,7 @@ func (l *Lab) Router(role string) (*Router, error) {
 			err = fmt.Errorf("anchor said %q", line)
 		}
 		ready <- err
-		go func() { _ = cmd.Wait() }()
+		go func() { _ = cmd.Wait(); close(r.unshared) }()
 	}()
 	select {
 	case err := <-ready:
@@ -88,7 +98,14 @@ func (l *Lab) Router(role string) (*Router, error) {
 	case <-time.After(10 * time.Second):
 		return nil, fmt.Errorf("router instance %s did not come up: %s", role, stderr.String())
 	}
-	// The anchor is up (it unshared before saying ready).
+	// The anchor is up (it said ready as PID 1 of the new namespaces): the
+	// only child of unshare, which waits for it.
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if f := strings.Fields(string(raw)); err != nil || len(f) != 1 {
+		return nil, fmt.Errorf("router instance %s: no anchor under unshare (%q): %v", role, raw, err)
+	} else if r.pid, err = strconv.Atoi(f[0]); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", r.pid))
 	if err != nil {
 		return nil, fmt.Errorf("router instance %s: %w", role, err)
@@ -99,12 +116,26 @@ func (l *Lab) Router(role string) (*Router, error) {
 	return r, nil
 }
 
-// PID is the anchor process, whose namespaces commands enter.
+// PID is the anchor process (as the machine numbers it), whose namespaces
+// commands enter.
 func (r *Router) PID() int { return r.pid }
 
-// Command runs args inside the instance (its network and mount namespaces).
+// EnterArgs is the command line prefix that runs a program inside the
+// instance: its network, mount and PID namespaces. nsenter forks the
+// program into the PID namespace and waits for it: to stop both, signal
+// their process group.
+func (r *Router) EnterArgs() []string {
+	return []string{"nsenter", "-t", strconv.Itoa(r.pid), "-m", "-n", "-p", "--"}
+}
+
+// Command runs args inside the instance, in a process group of its own,
+// which ctx's end kills whole (nsenter and the program it forked).
 func (r *Router) Command(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(r.pid), "-m", "-n", "--"}, args...)...)
+	e := r.EnterArgs()
+	cmd := exec.CommandContext(ctx, e[0], append(e[1:], args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
 }
 
 // Path is a path of the instance's file system, as seen from the machine.
@@ -137,8 +168,11 @@ func (r *Router) RC(svc, verb string) (string, error) {
 	return Run(context.Background(), r, "rc-service", svc, verb)
 }
 
-// close kills every process of the instance's mount namespace (the anchor
-// and whatever OpenRC started there), which unmounts its view.
+// close kills the anchor, which takes every process of the instance's PID
+// namespace with it, and lets unshare reap it (killed at once with the
+// rest, unshare would leave it a zombie for the machine's init); then it
+// kills whatever else lives in the instance's mount namespace (nsenter
+// processes), which unmounts its view.
 func (r *Router) close() error {
 	r.lab.mu.Lock()
 	f := r.mntns
@@ -154,6 +188,18 @@ func (r *Router) close() error {
 	}
 	if own, err := os.Stat("/proc/self/ns/mnt"); err != nil || os.SameFile(own, target) {
 		return nil
+	}
+	select {
+	case <-r.unshared:
+	default:
+		// Not reaped yet, so the PID is still the anchor's.
+		if st, err := os.Stat(fmt.Sprintf("/proc/%d/ns/mnt", r.pid)); err == nil && os.SameFile(st, target) {
+			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+		}
+		select {
+		case <-r.unshared:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	killWhere(func(pid string) bool {
 		st, err := os.Stat("/proc/" + pid + "/ns/mnt")

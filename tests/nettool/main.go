@@ -7,6 +7,7 @@
 //	nettool probe tcp|udp ADDR [--timeout D]
 //	nettool hold ADDR [--interval D] [--duration D]   (a long-lived TCP connection)
 //	nettool load ADDR [--conns N] [--duration D] [--until NAME]   (steady TCP load)
+//	nettool init   (PID 1 of a router instance's PID namespace: reaps orphans)
 package main
 
 import (
@@ -31,7 +32,7 @@ func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold|load ...")
+		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold|load|init ...")
 		os.Exit(2)
 	}
 	var err error
@@ -44,6 +45,8 @@ func main() {
 		err = hold(os.Args[2:])
 	case "load":
 		err = load(os.Args[2:])
+	case "init":
+		initReaper()
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -283,4 +286,29 @@ func once1(addr string) (string, error) {
 	}
 	_, name, _ := strings.Cut(strings.TrimSpace(line), "name=")
 	return name, nil
+}
+
+// initReaper is the init of a router instance's PID namespace: every
+// process orphaned inside (a daemon's supervisor once its starter exited)
+// becomes its child, and it reaps each as soon as it ends, as the
+// appliance's init does. Without it the zombie of a stopped supervisor
+// stays until the machine's own init gets to it, and `supervise-daemon
+// --stop` waits for it all that time. It runs until the namespace goes
+// (SIGKILL, the only signal PID 1 of a namespace gets from outside).
+func initReaper() {
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	tick := time.NewTicker(time.Second)
+	for {
+		for {
+			var ws syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+		select {
+		case <-chld:
+		case <-tick.C:
+		}
+	}
 }
