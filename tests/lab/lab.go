@@ -386,23 +386,29 @@ func (p *Proc) Wait() error { <-p.done; return p.err }
 // later. A process run inside a router instance is signalled with its
 // process group, which holds the program nsenter forked.
 func (p *Proc) Stop() {
-	if p.Cmd.Process != nil && !p.Exited() {
-		p.signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(3 * time.Second):
-			p.signal(syscall.SIGKILL)
-			<-p.done
-		}
-	}
-}
-
-func (p *Proc) signal(sig syscall.Signal) {
-	if a := p.Cmd.SysProcAttr; a != nil && a.Setpgid {
-		_ = syscall.Kill(-p.Cmd.Process.Pid, sig)
+	if p.Cmd.Process == nil || p.Exited() {
 		return
 	}
-	_ = p.Cmd.Process.Signal(sig)
+	group := p.Cmd.SysProcAttr != nil && p.Cmd.SysProcAttr.Setpgid
+	switch {
+	case !group:
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	case p.Cmd.Process.Signal(syscall.Signal(0)) == nil:
+		// The leader is not reaped: the group ID is still ours.
+		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		if group {
+			// Still not done: a member holds its output open, which
+			// keeps the group ID from being reused.
+			_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		} else {
+			_ = p.Cmd.Process.Kill()
+		}
+		<-p.done
+	}
 }
 
 // Start runs args in h in the background; if ready is non-empty it waits

@@ -134,7 +134,13 @@ func (r *Router) Command(ctx context.Context, args ...string) *exec.Cmd {
 	e := r.EnterArgs()
 	cmd := exec.CommandContext(ctx, e[0], append(e[1:], args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error {
+		// Never a group whose leader was reaped: its ID may be another's.
+		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+			return err
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	return cmd
 }
 
