@@ -50,6 +50,7 @@ var faults = []fault{
 	{"disk full writing a config", faultDiskFull},
 	{"keepalived killed", faultKeepalivedKilled},
 	{"a service start hangs on a master that loses the VIPs", faultHangingStart},
+	{"failback: a client keeps the address the other router gave it", faultFailbackKeepsAddress},
 	{"NIC with VIPs removed and added back", faultNICWithVIPs},
 	{"OneGate down", faultOneGate(sim.Fault{Status: 503}, true)},
 	// Longer than the client's timeout of an attempt (10 s): no request
@@ -376,24 +377,12 @@ func faultKeepalivedKilled(t *testing.T, a *appliance, m, b *lab.Router) {
 	// leases, must not give that address to another client.
 	old, held := dhcpBeforeFailover(t, a, m)
 
-	before := m.Starts()
-	if m.Kill("keepalived") == 0 {
-		t.Fatal("no keepalived to kill")
-	}
-	movedTo(t, a, b)
+	// one-failover removes the VIPs a killed keepalived leaves at once, so
+	// the VIPs move before supervise-daemon respawns keepalived (1 s).
+	failOver(t, a, m, b, false)
 	nm, nb := a.serving(t)
 	if nm != b || nb != m {
 		t.Fatalf("the master is %s, want %s", nm.Role, b.Role)
-	}
-	// one-failover removes the VIPs a killed keepalived leaves at once, so
-	// the VIPs move before supervise-daemon respawns keepalived (1 s).
-	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		if p := m.Starts()["pid:keepalived"]; p == "" || p == before["pid:keepalived"] {
-			return fmt.Errorf("keepalived not started again on %s: %q", m.Role, p)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	if out, err := m.RC("keepalived", "standby"); err != nil {
 		t.Fatalf("the old master holds VIPs: %v %s", err, out)
@@ -429,11 +418,7 @@ func faultHangingStart(t *testing.T, a *appliance, m, b *lab.Router) {
 	}
 
 	// m loses the VIPs: b becomes master and its start of one-dns hangs.
-	mKeepalived := m.Starts()["pid:keepalived"]
-	if m.Kill("keepalived") == 0 {
-		t.Fatal("no keepalived to kill")
-	}
-	movedTo(t, a, b)
+	failOver(t, a, m, b, false)
 	var hung []int
 	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		if hung = b.PIDsWith("sleep", hangArg); len(hung) == 0 {
@@ -443,21 +428,10 @@ func faultHangingStart(t *testing.T, a *appliance, m, b *lab.Router) {
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, failoverLog(b))
 	}
-	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		if p := m.Starts()["pid:keepalived"]; p == "" || p == mKeepalived {
-			return fmt.Errorf("keepalived not started again on %s", m.Role)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 
 	// b loses the VIPs while the start hangs.
 	since := time.Now()
-	if b.Kill("keepalived") == 0 {
-		t.Fatal("no keepalived to kill")
-	}
-	movedTo(t, a, m)
+	failOver(t, a, b, m, true)
 	if err := lab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
 		if p := b.PIDsWith("sleep", hangArg); len(p) > 0 {
 			return fmt.Errorf("the hanging start still runs on %s: %v", b.Role, p)
@@ -476,6 +450,59 @@ func faultHangingStart(t *testing.T, a *appliance, m, b *lab.Router) {
 	converged(t, m, "one-dns")
 	probeOK(t, a.VMs[0], "tcp", lab.InetAddr+":7000", "inet")
 	probeOK(t, a.Inet, "tcp", lab.PublicVIP+":8080", "vm1")
+}
+
+// failOver kills from's keepalived (SIGKILL: a crash) and waits until to
+// alone holds the VIPs and, unless now, until from's keepalived runs again
+// (as backup).
+func failOver(t *testing.T, a *appliance, from, to *lab.Router, now bool) {
+	t.Helper()
+	before := from.Starts()["pid:keepalived"]
+	if from.Kill("keepalived") == 0 {
+		t.Fatalf("no keepalived to kill on %s", from.Role)
+	}
+	movedTo(t, a, to)
+	if now {
+		return
+	}
+	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if p := from.Starts()["pid:keepalived"]; p == "" || p == before {
+			return fmt.Errorf("keepalived not started again on %s", from.Role)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A client leases an address from m; m fails over to b, where the client
+// (rebooted, asking for another address) gets that one; b fails back to m,
+// which still has the first address on record for the client. The client,
+// rebooting (INIT-REBOOT: a REQUEST for the address it has), is
+// acknowledged its address: m moves the lease rather than NAK it, which
+// would make it drop the address and its connections.
+func faultFailbackKeepsAddress(t *testing.T, a *appliance, m, b *lab.Router) {
+	const first, second = "10.0.0.160", "10.0.0.170"
+	const logFile = "/var/log/one-appliance/one-dhcp4v2.log"
+	c := dhcpHost(t, a, "failbackvm")
+	if got, err := c.Lease("-r", first); err != nil || got["ip"] != first {
+		t.Fatalf("asking %s for %s: %v %v\n%s", m.Role, first, got, err, m.TailFile(logFile, 20))
+	}
+	failOver(t, a, m, b, false)
+	waitStarted(t, b, "one-dhcp4v2")
+	if got, err := c.Lease("-r", second); err != nil || got["ip"] != second {
+		t.Fatalf("asking %s for %s: %v %v\n%s", b.Role, second, got, err, b.TailFile(logFile, 20))
+	}
+	failOver(t, a, b, m, false)
+	waitStarted(t, m, "one-dhcp4v2")
+	since := time.Now()
+	out, err := lab.Run(context.Background(), c.Host, lab.Bin("nettool"), "reboot", "eth0", second)
+	if err != nil || strings.TrimSpace(out) != "ACK "+second {
+		t.Fatalf("the client rebooting with %s at %s (%s on record): %q %v\n%s", second, m.Role, first, out, err, m.TailFile(logFile, 20))
+	}
+	if len(m.LogLinesSince(logFile, since, "lease moved", "to="+second)) == 0 {
+		t.Errorf("%s did not log the moved lease\n%s", m.Role, m.TailFile(logFile, 20))
+	}
 }
 
 // heldAddr is the pool address the client of dhcpBeforeFailover asks for:

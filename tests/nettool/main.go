@@ -8,10 +8,12 @@
 //	nettool hold ADDR [--interval D] [--duration D]   (a long-lived TCP connection)
 //	nettool load ADDR [--conns N] [--duration D] [--until NAME]   (steady TCP load)
 //	nettool init   (PID 1 of a router instance's PID namespace: reaps orphans)
+//	nettool reboot IFACE ADDR   (a DHCP client in INIT-REBOOT asking for ADDR: prints "ACK <addr>" or "NAK <message>")
 package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
 type list []string
@@ -32,7 +36,7 @@ func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold|load|init ...")
+		fmt.Fprintln(os.Stderr, "usage: nettool serve|probe|hold|load|init|reboot ...")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +51,8 @@ func main() {
 		err = load(os.Args[2:])
 	case "init":
 		initReaper()
+	case "reboot":
+		err = reboot(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -311,4 +317,71 @@ func initReaper() {
 		case <-tick.C:
 		}
 	}
+}
+
+// reboot is a DHCP client in the INIT-REBOOT state (RFC 2131 4.3.2): it
+// broadcasts a REQUEST for the address it had, with no server identifier
+// and no ciaddr (the broadcast flag set, so the answer is broadcast too),
+// and prints the server's answer: three tries, two seconds each.
+func reboot(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: nettool reboot IFACE ADDR")
+	}
+	want := net.ParseIP(args[1]).To4()
+	if want == nil {
+		return fmt.Errorf("bad address %q", args[1])
+	}
+	iface, err := net.InterfaceByName(args[0])
+	if err != nil {
+		return err
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr == nil {
+				serr = syscall.BindToDevice(int(fd), iface.Name)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", ":68")
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	req, err := dhcpv4.New(dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithHwAddr(iface.HardwareAddr),
+		dhcpv4.WithBroadcast(true), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(want)))
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for try := 0; try < 3; try++ {
+		if _, err := pc.WriteTo(req.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			_ = pc.SetReadDeadline(deadline)
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				break // timed out: try again
+			}
+			resp, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil || resp.TransactionID != req.TransactionID || resp.OpCode != dhcpv4.OpcodeBootReply {
+				continue
+			}
+			switch resp.MessageType() {
+			case dhcpv4.MessageTypeAck:
+				fmt.Println("ACK", resp.YourIPAddr)
+				return nil
+			case dhcpv4.MessageTypeNak:
+				fmt.Println("NAK", resp.Message())
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no answer to the REQUEST for %s", want)
 }
