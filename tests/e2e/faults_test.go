@@ -419,9 +419,8 @@ func faultHangingStart(t *testing.T, a *appliance, m, b *lab.Router) {
 
 	// m loses the VIPs: b becomes master and its start of one-dns hangs.
 	failOver(t, a, m, b, false)
-	var hung []int
 	if err := lab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		if hung = b.PIDsWith("sleep", hangArg); len(hung) == 0 {
+		if len(b.PIDsWith("sleep", hangArg)) == 0 {
 			return fmt.Errorf("one-dns start not hanging on %s", b.Role)
 		}
 		return nil
